@@ -1,0 +1,8 @@
+//! Muster: a thread-per-core, Consul-compatible service discovery and configuration daemon.
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod raft;
+pub mod router;
+pub mod runtime;

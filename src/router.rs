@@ -1,0 +1,1 @@
+pub use muster_shards::route::shard_for;
