@@ -1,0 +1,235 @@
+//! The coordinator: turns one committed command into calls on the shards that own its keys,
+//! and merges scatter-gather reads. It is generic over how a shard is reached, so the runtime
+//! runs it over the cross-core mesh and tests run it over plain local shards.
+//!
+//! Atomicity: the raft apply loop is the only writer and applies one entry at a time, so between
+//! the dry run of a multi-shard transaction and its commit no other write can change the shards.
+use std::future::Future;
+
+use futures::future::join_all;
+
+use crate::command::{Command, CommandResult, KvOp, KvVerb, TxnError};
+use crate::kv::{KvEntry, KvFailure};
+use crate::route::shard_for;
+use crate::shard::{Shard, TxnPart};
+
+/// A shard could not be reached (the process is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("shard {0} is unavailable")]
+pub struct Unavailable(pub usize);
+
+/// How the coordinator reaches a shard: run `f` on the core that owns shard `s`.
+pub trait Backend {
+    fn nshards(&self) -> usize;
+    fn on_shard<R, F>(&self, s: usize, f: F) -> impl Future<Output = Result<R, Unavailable>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Shard) -> R + Send + 'static;
+}
+
+pub fn owner_of(key: &str, nshards: usize) -> usize {
+    shard_for(key.as_bytes(), nshards)
+}
+
+/// Runs `f` on every shard concurrently, results in shard order.
+pub async fn on_all<B, R, F>(b: &B, f: F) -> Result<Vec<R>, Unavailable>
+where
+    B: Backend,
+    R: Send + 'static,
+    F: Fn(&mut Shard) -> R + Send + Clone + 'static,
+{
+    join_all((0..b.nshards()).map(|s| b.on_shard(s, f.clone())))
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Applies one committed command at raft index `idx`.
+pub async fn apply<B: Backend>(
+    b: &B,
+    idx: u64,
+    at_ms: u64,
+    cmd: Command,
+) -> Result<CommandResult, Unavailable> {
+    let n = b.nshards();
+    Ok(match cmd {
+        Command::Noop => CommandResult::Ok,
+        Command::Kv(op) if op.verb == KvVerb::DeleteTree => {
+            let prefix = op.key;
+            on_all(b, move |s| s.kv_delete_tree(idx, &prefix)).await?;
+            CommandResult::Bool(true)
+        }
+        Command::Kv(op) => {
+            let r = b
+                .on_shard(owner_of(&op.key, n), move |s| s.kv_write(idx, &op))
+                .await?;
+            match r {
+                Ok(()) => CommandResult::Bool(true),
+                Err(KvFailure::Refused(_)) => CommandResult::Bool(false),
+                Err(KvFailure::Invalid(text)) => CommandResult::Error(text),
+            }
+        }
+        Command::Txn(ops) => txn(b, idx, ops).await?,
+        Command::SessionCreate(sess) => {
+            let probe = sess.clone();
+            let check = b
+                .on_shard(owner_of(&sess.node, n), move |s| s.session_precheck(&probe))
+                .await?;
+            if let Err(text) = check {
+                return Ok(CommandResult::Error(text));
+            }
+            let id = sess.id.clone();
+            on_all(b, move |s| s.session_insert(idx, sess.clone())).await?;
+            CommandResult::SessionCreated { id }
+        }
+        Command::SessionDestroy { id } => {
+            on_all(b, move |s| s.session_destroy(idx, at_ms, &id)).await?;
+            CommandResult::Bool(true)
+        }
+        Command::RegisterNode(reg) => {
+            b.on_shard(owner_of(&reg.node.node, n), move |s| {
+                s.register_node(idx, &reg)
+            })
+            .await?;
+            CommandResult::Bool(true)
+        }
+        Command::DeregisterNode { node } => {
+            let owner = owner_of(&node, n);
+            b.on_shard(owner, move |s| s.deregister_node(idx, &node))
+                .await?;
+            CommandResult::Bool(true)
+        }
+    })
+}
+
+/// Splits a transaction into per-shard op lists, keeping transaction order within each.
+fn split_txn(ops: &[KvOp], n: usize) -> Vec<Vec<(usize, KvOp)>> {
+    let mut parts: Vec<Vec<(usize, KvOp)>> = vec![Vec::new(); n];
+    for (i, op) in ops.iter().enumerate() {
+        if op.verb.is_tree() {
+            for p in parts.iter_mut() {
+                p.push((i, op.clone()));
+            }
+        } else {
+            parts[owner_of(&op.key, n)].push((i, op.clone()));
+        }
+    }
+    parts
+}
+
+async fn run_parts<B: Backend>(
+    b: &B,
+    idx: u64,
+    parts: &[(usize, Vec<(usize, KvOp)>)],
+    commit: bool,
+) -> Result<Vec<Result<TxnPart, Vec<TxnError>>>, Unavailable> {
+    join_all(parts.iter().map(|(s, ops)| {
+        let ops = ops.clone();
+        b.on_shard(*s, move |sh| sh.kv_txn(idx, &ops, commit))
+    }))
+    .await
+    .into_iter()
+    .collect()
+}
+
+async fn txn<B: Backend>(b: &B, idx: u64, ops: Vec<KvOp>) -> Result<CommandResult, Unavailable> {
+    let parts: Vec<(usize, Vec<(usize, KvOp)>)> = split_txn(&ops, b.nshards())
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| !p.is_empty())
+        .collect();
+    if parts.len() > 1 {
+        let mut errors: Vec<TxnError> = run_parts(b, idx, &parts, false)
+            .await?
+            .into_iter()
+            .filter_map(Result::err)
+            .flatten()
+            .collect();
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| e.op_index);
+            errors.dedup();
+            return Ok(CommandResult::TxnFailed(errors));
+        }
+    }
+    let outcomes = run_parts(b, idx, &parts, true).await?;
+    let mut results: Vec<Vec<KvEntry>> = vec![Vec::new(); ops.len()];
+    let mut errors = Vec::new();
+    for o in outcomes {
+        match o {
+            Ok(part) => {
+                for (at, entries) in part {
+                    results[at].extend(entries);
+                }
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        // Only reachable with a single shard part: a dry run guards the multi-shard case.
+        errors.sort_by_key(|e| e.op_index);
+        return Ok(CommandResult::TxnFailed(errors));
+    }
+    for (i, op) in ops.iter().enumerate() {
+        if op.verb == KvVerb::GetTree {
+            results[i].sort_by(|a, b| a.key.cmp(&b.key));
+        }
+    }
+    Ok(CommandResult::TxnOk(results))
+}
+
+/// A scatter-gather KV listing: entries under `prefix` in key order, and the listing's index
+/// (Consul's rule: the highest entry or tombstone index under the prefix, else the table index).
+pub async fn kv_list<B: Backend>(b: &B, prefix: &str) -> Result<(u64, Vec<KvEntry>), Unavailable> {
+    let p = prefix.to_string();
+    let parts = on_all(b, move |s| {
+        let (idx, entries) = s.kv().list(&p);
+        (idx, s.kv().index(), entries)
+    })
+    .await?;
+    let mut lindex = 0;
+    let mut table = 0;
+    let mut all = Vec::new();
+    for (idx, t, entries) in parts {
+        lindex = lindex.max(idx);
+        table = table.max(t);
+        all.extend(entries);
+    }
+    all.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok((if lindex != 0 { lindex } else { table }, all))
+}
+
+/// A scatter-gather `?keys` listing, folded at `separator`.
+pub async fn kv_keys<B: Backend>(
+    b: &B,
+    prefix: &str,
+    separator: &str,
+) -> Result<(u64, Vec<String>), Unavailable> {
+    let (p, sep) = (prefix.to_string(), separator.to_string());
+    let parts = on_all(b, move |s| {
+        let (idx, keys) = s.kv().keys(&p, &sep);
+        (idx, s.kv().index(), keys)
+    })
+    .await?;
+    let mut lindex = 0;
+    let mut table = 0;
+    let mut all = Vec::new();
+    for (idx, t, keys) in parts {
+        lindex = lindex.max(idx);
+        table = table.max(t);
+        all.extend(keys);
+    }
+    all.sort();
+    all.dedup();
+    Ok((if lindex != 0 { lindex } else { table }, all))
+}
+
+/// A single key: its entry, and the index Consul reports (the entry's ModifyIndex, else the
+/// shard's KV table index).
+pub async fn kv_get<B: Backend>(b: &B, key: &str) -> Result<(u64, Option<KvEntry>), Unavailable> {
+    let k = key.to_string();
+    b.on_shard(owner_of(key, b.nshards()), move |s| match s.kv().get(&k) {
+        Some(e) => (e.modify_index, Some(e.clone())),
+        None => (s.kv().index(), None),
+    })
+    .await
+}

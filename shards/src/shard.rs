@@ -1,0 +1,251 @@
+//! A shard: the state one core owns, and the operations the coordinator runs on it.
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, HealthCheck, Node};
+use crate::command::{KvOp, NodeRegistration, TxnError};
+use crate::kv::{KvEntry, KvFailure, KvTable};
+use crate::route::shard_for;
+use crate::session::{Session, SessionTable, MAX_LOCK_DELAY_MS};
+
+/// Tables whose index a blocking query can wait on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    Kv,
+    Sessions,
+    Nodes,
+    Checks,
+}
+
+/// What a write changed on this shard, for waking blocking queries.
+#[derive(Debug, Default, Clone)]
+pub struct Touched {
+    pub keys: Vec<String>,
+    pub tables: Vec<Table>,
+}
+
+impl Touched {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.tables.is_empty()
+    }
+
+    fn table(&mut self, t: Table) {
+        if !self.tables.contains(&t) {
+            self.tables.push(t);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Shard {
+    id: usize,
+    nshards: usize,
+    kv: KvTable,
+    sessions: SessionTable,
+    catalog: Catalog,
+    /// Key -> ms (leader clock) until which `lock` is refused after its holder was invalidated.
+    lock_delays: HashMap<String, u64>,
+    /// Highest raft index applied on this shard.
+    applied: u64,
+    #[serde(skip)]
+    touched: Touched,
+}
+
+/// Results of a transaction's operations on one shard: (op index, entries).
+pub type TxnPart = Vec<(usize, Vec<KvEntry>)>;
+
+impl Shard {
+    pub fn new(id: usize, nshards: usize) -> Shard {
+        Shard {
+            id,
+            nshards,
+            ..Shard::default()
+        }
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    pub fn kv(&self) -> &KvTable {
+        &self.kv
+    }
+
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Debug-time guard of habit 1: a shard only ever sees keys it owns.
+    fn owns(&self, key: &str) -> bool {
+        shard_for(key.as_bytes(), self.nshards) == self.id
+    }
+
+    /// Takes what the last writes changed, for the caller to wake waiters.
+    pub fn take_touched(&mut self) -> Touched {
+        std::mem::take(&mut self.touched)
+    }
+
+    fn note_kv(&mut self, keys: Vec<String>) {
+        if !keys.is_empty() {
+            self.touched.table(Table::Kv);
+            self.touched.keys.extend(keys);
+        }
+    }
+
+    fn advance(&mut self, idx: u64) {
+        self.applied = self.applied.max(idx);
+    }
+
+    /// A single KV write from `/v1/kv` on the key's owner shard.
+    pub fn kv_write(&mut self, idx: u64, op: &KvOp) -> Result<(), KvFailure> {
+        debug_assert!(op.verb.is_tree() || self.owns(&op.key));
+        self.advance(idx);
+        let mut touched = Vec::new();
+        let r = self
+            .kv
+            .exec(idx, op, self.sessions.map(), &mut touched, None);
+        self.note_kv(touched);
+        r.map(|_| ())
+    }
+
+    /// This shard's operations of a transaction, in transaction order. All-or-nothing on this
+    /// shard: on any failure, or when `commit` is false (the dry run of a multi-shard
+    /// transaction), every change is rolled back before returning.
+    pub fn kv_txn(
+        &mut self,
+        idx: u64,
+        ops: &[(usize, KvOp)],
+        commit: bool,
+    ) -> Result<TxnPart, Vec<TxnError>> {
+        let mut undo = self.kv.begin_undo();
+        let mut touched = Vec::new();
+        let mut results = Vec::with_capacity(ops.len());
+        let mut errors = Vec::new();
+        for (at, op) in ops {
+            debug_assert!(op.verb.is_tree() || self.owns(&op.key));
+            match self
+                .kv
+                .exec(idx, op, self.sessions.map(), &mut touched, Some(&mut undo))
+            {
+                Ok(entries) => results.push((*at, entries)),
+                Err(f) => errors.push(TxnError {
+                    op_index: *at,
+                    what: f.text().to_string(),
+                }),
+            }
+        }
+        if !errors.is_empty() || !commit {
+            self.kv.rollback(undo);
+            return if errors.is_empty() {
+                Ok(results)
+            } else {
+                Err(errors)
+            };
+        }
+        self.advance(idx);
+        self.note_kv(touched);
+        Ok(results)
+    }
+
+    /// Deletes this shard's part of a prefix.
+    pub fn kv_delete_tree(&mut self, idx: u64, prefix: &str) {
+        self.advance(idx);
+        let mut touched = Vec::new();
+        self.kv.delete_tree(idx, prefix, &mut touched, None);
+        self.note_kv(touched);
+    }
+
+    /// The lock delay in force on `key` at `now_ms`, in ms remaining (0: none).
+    pub fn lock_delay_remaining(&self, key: &str, now_ms: u64) -> u64 {
+        self.lock_delays
+            .get(key)
+            .map_or(0, |until| until.saturating_sub(now_ms))
+    }
+
+    /// Checks a session's node and node checks, on the node's shard (Consul's texts).
+    pub fn session_precheck(&self, s: &Session) -> Result<(), String> {
+        if self.catalog.node(&s.node).is_none() {
+            return Err(format!("Missing node registration for node {:?}", s.node));
+        }
+        for c in &s.node_checks {
+            match self.catalog.check(&s.node, c) {
+                None => return Err(format!("Missing check '{c}' registration")),
+                Some(h) if h.status == "critical" => {
+                    return Err(format!("Check '{c}' is in critical state"))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn session_insert(&mut self, idx: u64, s: Session) {
+        self.advance(idx);
+        self.sessions.insert(idx, s);
+        self.touched.table(Table::Sessions);
+    }
+
+    /// Removes the session from this replica and releases or deletes the keys it holds here,
+    /// putting them under its lock delay from `at_ms`.
+    pub fn session_destroy(&mut self, idx: u64, at_ms: u64, id: &str) -> bool {
+        self.advance(idx);
+        let Some(s) = self.sessions.remove(idx, id) else {
+            return false;
+        };
+        self.touched.table(Table::Sessions);
+        let mut touched = Vec::new();
+        let keys = self.kv.invalidate_session(idx, &s, &mut touched);
+        let delay_ms = (s.lock_delay_ns / 1_000_000).min(MAX_LOCK_DELAY_MS);
+        if delay_ms > 0 {
+            // Expired delays are dropped here so the map stays as small as the live delays.
+            self.lock_delays.retain(|_, until| *until > at_ms);
+            for k in keys {
+                self.lock_delays.insert(k, at_ms + delay_ms);
+            }
+        }
+        self.note_kv(touched);
+        true
+    }
+
+    pub fn register_node(&mut self, idx: u64, reg: &NodeRegistration) {
+        debug_assert!(self.owns(&reg.node.node));
+        self.advance(idx);
+        if self.catalog.ensure_node(idx, reg.node.clone()) {
+            self.touched.table(Table::Nodes);
+        }
+        for c in &reg.checks {
+            let mut c: HealthCheck = c.clone();
+            c.node = reg.node.node.clone();
+            if self.catalog.ensure_check(idx, c) {
+                self.touched.table(Table::Checks);
+            }
+        }
+    }
+
+    pub fn deregister_node(&mut self, idx: u64, node: &str) {
+        debug_assert!(self.owns(node));
+        self.advance(idx);
+        if self.catalog.remove_node(idx, node) {
+            self.touched.table(Table::Nodes);
+            self.touched.table(Table::Checks);
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<Node> {
+        self.catalog.node(name).cloned()
+    }
+
+    /// Called after deserializing a snapshot image.
+    pub fn rebuild(&mut self) {
+        self.kv.rebuild();
+    }
+}
