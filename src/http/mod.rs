@@ -7,3 +7,7 @@ pub mod error;
 pub mod request;
 pub mod response;
 pub mod server;
+
+pub use request::{Method, Query, Request, RequestError};
+pub use response::Response;
+pub use server::{serve, Handler, Limits};
