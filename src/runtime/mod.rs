@@ -19,8 +19,7 @@ use muster_shards::shard::Shard;
 use self::core::{Core, Queues, RaftView};
 use self::placement::Placement;
 
-/// The Consul API version Muster answers as (clients parse it to decide which features exist).
-pub const CONSUL_COMPAT_VERSION: &str = "1.22.0";
+pub use crate::config::CONSUL_COMPAT_VERSION;
 
 /// glommio wants at least 512 KiB of lockable memory per executor; 1 MiB fits the default
 /// memlock limit of most systems without `cap_ipc_lock`.
@@ -71,6 +70,33 @@ impl Settings {
             kv_max_value_size: 512 * 1024,
             session_ttl_min: Duration::from_secs(10),
             raft_snapshot_threshold: 16_384,
+        }
+    }
+
+    /// The runtime's view of a loaded agent configuration.
+    pub fn from_config(c: &crate::config::Config) -> Settings {
+        Settings {
+            node_name: c.node_name.clone(),
+            node_id: c.node_id.clone(),
+            datacenter: c.datacenter.clone(),
+            advertise_addr: c.advertise_addr,
+            client_addrs: if c.addresses.http.is_empty() {
+                c.client_addrs.clone()
+            } else {
+                c.addresses.http.clone()
+            },
+            http_port: c.ports.http,
+            dns_port: c.ports.dns,
+            serf_lan_port: c.ports.serf_lan.unwrap_or(8301),
+            serf_wan_port: c.ports.serf_wan.unwrap_or(8302),
+            server_port: c.ports.server.unwrap_or(8300),
+            server: c.server,
+            bootstrap: c.bootstrap,
+            dev: c.dev,
+            cores: Some(c.cores),
+            kv_max_value_size: usize::try_from(c.limits.kv_max_value_size).unwrap_or(usize::MAX),
+            session_ttl_min: c.session_ttl_min,
+            raft_snapshot_threshold: c.raft.snapshot_threshold,
         }
     }
 
@@ -151,7 +177,12 @@ fn spawn_signal_thread(control: Arc<Control>) -> Result<(), RuntimeError> {
 }
 
 /// Runs the agent until shutdown.
-pub fn start(settings: Settings) -> Result<(), RuntimeError> {
+pub fn start(config: crate::config::Config) -> Result<(), RuntimeError> {
+    run(Settings::from_config(&config))
+}
+
+/// Runs an agent with the given settings until shutdown.
+pub fn run(settings: Settings) -> Result<(), RuntimeError> {
     let mut cpus = online_cpus();
     let want = settings.cores.unwrap_or(cpus.len()).max(1);
     // More executors than CPUs is allowed (tests run -cores 2 anywhere); they then share CPUs.
