@@ -106,7 +106,7 @@ impl Shards {
         Shards { shed: true }
     }
 
-    async fn run<R, F>(&self, s: usize, f: F) -> Result<R, CallError>
+    async fn run<R, F>(self, s: usize, f: F) -> Result<R, CallError>
     where
         R: Send + 'static,
         F: FnOnce(&Core) -> R + Send + 'static,
@@ -129,7 +129,7 @@ impl Shards {
     }
 
     /// Runs `f` on shard `s` with errors that tell a full queue from a dead one.
-    pub async fn call<R, F>(&self, s: usize, f: F) -> Result<R, CallError>
+    pub async fn call<R, F>(self, s: usize, f: F) -> Result<R, CallError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Shard) -> R + Send + 'static,
@@ -140,7 +140,7 @@ impl Shards {
     /// Runs query `q` on shard `s`; if its index is not above `min_index`, registers a wait on
     /// `key` in the same step.
     pub async fn poll<T, Q>(
-        &self,
+        self,
         s: usize,
         min_index: u64,
         key: WatchKey,
@@ -164,7 +164,7 @@ impl Shards {
     /// Registers a wait on `key` at shard `s` unless `still(shard)` says the state already
     /// moved past what the caller saw.
     pub async fn watch<S>(
-        &self,
+        self,
         s: usize,
         key: WatchKey,
         moved: S,
