@@ -213,7 +213,10 @@ impl Mesh {
         if let Err(e) = sent {
             self.depths.sub(self.me, target);
             return Err(match (full, e) {
-                (Full::Shed, glommio::GlommioError::WouldBlock(_)) => CallError::Busy(target),
+                (Full::Shed, glommio::GlommioError::WouldBlock(_)) => {
+                    crate::metrics::incr_counter(crate::metrics::names::MESH_QUEUE_FULL, &[], 1.0);
+                    CallError::Busy(target)
+                }
                 _ => CallError::Unavailable(target),
             });
         }

@@ -271,6 +271,10 @@ async fn core_main(
     });
     self::core::install(core.clone());
 
+    if id == 0 {
+        crate::metrics::register_defaults(crate::metrics::names::CONSUL_DEFAULTS);
+        crate::metrics::register_defaults(crate::metrics::names::MUSTER_DEFAULTS);
+    }
     let mut result = Ok(());
     if id == placement.raft {
         glommio::spawn_local_into(raftcore::run(), queues.raft)
