@@ -112,11 +112,7 @@ impl Shards {
         F: FnOnce(&Core) -> R + Send + 'static,
     {
         let c = core();
-        let target = *c
-            .placement
-            .shards
-            .get(s)
-            .ok_or(CallError::Unavailable(s))?;
+        let target = *c.placement.shards.get(s).ok_or(CallError::Unavailable(s))?;
         let job = move || {
             let c = core();
             std::future::ready(f(&c))

@@ -157,8 +157,8 @@ fn online_cpus() -> Vec<usize> {
 
 fn spawn_signal_thread(control: Arc<Control>) -> Result<(), RuntimeError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(RuntimeError::Signals)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(RuntimeError::Signals)?;
     std::thread::Builder::new()
         .name("muster-signals".into())
         .spawn(move || {
@@ -192,7 +192,10 @@ pub fn run(settings: Settings) -> Result<(), RuntimeError> {
     }
     cpus.truncate(want);
     let placement = Arc::new(Placement::new(cpus));
-    log::info!("placement ({} executors):\n{placement}", placement.executors);
+    log::info!(
+        "placement ({} executors):\n{placement}",
+        placement.executors
+    );
     let settings = Arc::new(settings);
     let control = Arc::new(Control::default());
     spawn_signal_thread(control.clone())?;
@@ -245,10 +248,26 @@ async fn core_main(
 ) -> Result<(), RuntimeError> {
     let ex = glommio::executor();
     let queues = Queues {
-        http: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "http"),
-        dns: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "dns"),
-        raft: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(2)), "raft"),
-        mesh: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "mesh"),
+        http: ex.create_task_queue(
+            Shares::Static(1000),
+            Latency::Matters(Duration::from_millis(1)),
+            "http",
+        ),
+        dns: ex.create_task_queue(
+            Shares::Static(1000),
+            Latency::Matters(Duration::from_millis(1)),
+            "dns",
+        ),
+        raft: ex.create_task_queue(
+            Shares::Static(1000),
+            Latency::Matters(Duration::from_millis(2)),
+            "raft",
+        ),
+        mesh: ex.create_task_queue(
+            Shares::Static(1000),
+            Latency::Matters(Duration::from_millis(1)),
+            "mesh",
+        ),
         background: ex.create_task_queue(Shares::Static(100), Latency::NotImportant, "background"),
     };
     let mesh = ends.connect(queues.mesh).await;
@@ -288,12 +307,18 @@ async fn core_main(
                 match glommio::net::TcpListener::bind(addr) {
                     Ok(l) => {
                         log::info!("HTTP API on http://{addr}");
-                        let handler: Rc<dyn crate::http::server::Handler> = Rc::new(crate::http::api::Api);
+                        let handler: Rc<dyn crate::http::server::Handler> =
+                            Rc::new(crate::http::api::Api);
                         let tq = queues.http;
                         glommio::spawn_local_into(
                             async move {
-                                if let Err(e) =
-                                    crate::http::server::serve(l, handler, crate::http::server::Limits::default(), Some(tq)).await
+                                if let Err(e) = crate::http::server::serve(
+                                    l,
+                                    handler,
+                                    crate::http::server::Limits::default(),
+                                    Some(tq),
+                                )
+                                .await
                                 {
                                     log::error!("HTTP server on {addr} stopped: {e}");
                                 }
@@ -304,7 +329,10 @@ async fn core_main(
                         .detach();
                     }
                     Err(e) => {
-                        result = Err(RuntimeError::Listen { addr, err: e.to_string() });
+                        result = Err(RuntimeError::Listen {
+                            addr,
+                            err: e.to_string(),
+                        });
                         control.request_shutdown();
                     }
                 }
