@@ -887,3 +887,55 @@ on_1_and_3_shards!(
     txn_get_tree_in_key_order,
     txn_writes_share_one_index,
 );
+
+#[test]
+fn deregistering_a_node_destroys_its_sessions_and_releases_their_locks() {
+    use futures::executor::block_on;
+    use muster_shards::catalog::{HealthCheck, Node};
+    use muster_shards::command::{Command, CommandResult, KvOp, KvVerb, NodeRegistration};
+    use muster_shards::coord::{apply, kv_get};
+    use muster_shards::local::LocalShards;
+    use muster_shards::session::Session;
+
+    for n in [1, 3] {
+        let b = LocalShards::new(n);
+        let reg = NodeRegistration {
+            node: Node {
+                node: "n1".into(),
+                ..Node::default()
+            },
+            checks: vec![HealthCheck {
+                check_id: "serfHealth".into(),
+                status: "passing".into(),
+                ..HealthCheck::default()
+            }],
+        };
+        block_on(apply(&b, 1, 0, Command::RegisterNode(reg))).unwrap();
+        let s = Session {
+            id: "s1".into(),
+            node: "n1".into(),
+            node_checks: vec!["serfHealth".into()],
+            ..Session::default()
+        };
+        let r = block_on(apply(&b, 2, 0, Command::SessionCreate(s))).unwrap();
+        assert_eq!(r, CommandResult::SessionCreated { id: "s1".into() });
+        let mut lock = KvOp::new(KvVerb::Lock, "held");
+        lock.session = "s1".into();
+        assert_eq!(
+            block_on(apply(&b, 3, 0, Command::Kv(lock))).unwrap(),
+            CommandResult::Bool(true)
+        );
+        block_on(apply(
+            &b,
+            4,
+            0,
+            Command::DeregisterNode { node: "n1".into() },
+        ))
+        .unwrap();
+        for i in 0..n {
+            assert!(b.shard(i).sessions().get("s1").is_none(), "{n} shards");
+        }
+        let (_, e) = block_on(kv_get(&b, "held")).unwrap();
+        assert_eq!(e.unwrap().session, "", "{n} shards");
+    }
+}

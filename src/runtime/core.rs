@@ -53,6 +53,8 @@ pub struct Core {
     pub shard: Option<(usize, RefCell<Shard>)>,
     pub watchers: RefCell<Watchers>,
     pub raft_view: RefCell<RaftView>,
+    /// The loaded configuration, for reloads (kept current on the HTTP executor).
+    pub config: RefCell<Option<Arc<crate::config::Config>>>,
 }
 
 thread_local! {

@@ -178,11 +178,14 @@ fn spawn_signal_thread(control: Arc<Control>) -> Result<(), RuntimeError> {
 
 /// Runs the agent until shutdown.
 pub fn start(config: crate::config::Config) -> Result<(), RuntimeError> {
-    run(Settings::from_config(&config))
+    let settings = Settings::from_config(&config);
+    run(settings, Some(config))
 }
 
-/// Runs an agent with the given settings until shutdown.
-pub fn run(settings: Settings) -> Result<(), RuntimeError> {
+/// Runs an agent with the given settings until shutdown. `config`, when given, is what a
+/// reload re-reads.
+pub fn run(settings: Settings, config: Option<crate::config::Config>) -> Result<(), RuntimeError> {
+    let config = config.map(Arc::new);
     let mut cpus = online_cpus();
     let want = settings.cores.unwrap_or(cpus.len()).max(1);
     // More executors than CPUs is allowed (tests run -cores 2 anywhere); they then share CPUs.
@@ -203,12 +206,13 @@ pub fn run(settings: Settings) -> Result<(), RuntimeError> {
     let mut handles = Vec::new();
     for (i, ends) in mesh::build(placement.executors).into_iter().enumerate() {
         let (p, s, c) = (placement.clone(), settings.clone(), control.clone());
+        let cfg = config.clone();
         let cpu = placement.cpus[i];
         let h = LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
             .name(&format!("muster-{i}"))
             .io_memory(IO_MEMORY)
             .spawn(move || async move {
-                let r = core_main(i, ends, p, s, c.clone()).await;
+                let r = core_main(i, ends, p, s, c.clone(), cfg).await;
                 if let Err(e) = &r {
                     log::error!("executor {i}: {e}");
                     c.request_shutdown();
@@ -239,12 +243,31 @@ pub fn run(settings: Settings) -> Result<(), RuntimeError> {
     }
 }
 
+/// Re-reads the configuration sources and applies what can change without a restart (the log
+/// level today; services, checks and watches with their issue). The files are read on
+/// glommio's blocking pool, never on the reactor.
+pub async fn reload() -> Result<(), String> {
+    let c = self::core::core();
+    let Some(current) = c.config.borrow().clone() else {
+        return Ok(());
+    };
+    let fresh = glommio::executor()
+        .spawn_blocking(move || current.reload())
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::cli::logger::set_level(fresh.log.level);
+    log::info!("configuration reloaded");
+    *c.config.borrow_mut() = Some(Arc::new(fresh));
+    Ok(())
+}
+
 async fn core_main(
     id: usize,
     ends: mesh::MeshEnds,
     placement: Arc<Placement>,
     settings: Arc<Settings>,
     control: Arc<Control>,
+    config: Option<Arc<crate::config::Config>>,
 ) -> Result<(), RuntimeError> {
     let ex = glommio::executor();
     let queues = Queues {
@@ -287,6 +310,7 @@ async fn core_main(
         shard,
         watchers: RefCell::default(),
         raft_view: RefCell::new(RaftView::default()),
+        config: RefCell::new(config),
     });
     self::core::install(core.clone());
 
@@ -339,8 +363,16 @@ async fn core_main(
             }
         }
     }
+    let mut reloads_seen = control.reloads();
     while !control.shutting_down() {
         glommio::timer::sleep(Duration::from_millis(50)).await;
+        // SIGHUP is handled by the HTTP executor, which also serves `/v1/agent/reload`.
+        if id == placement.http && control.reloads() != reloads_seen {
+            reloads_seen = control.reloads();
+            if let Err(e) = reload().await {
+                log::error!("reload failed: {e}");
+            }
+        }
     }
     if id == placement.raft {
         raftcore::shutdown().await;

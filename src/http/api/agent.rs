@@ -216,7 +216,7 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
         }
         "reload" => {
             allow(&cx, &[Method::Put])?;
-            core().control.request_reload();
+            crate::runtime::reload().await.map_err(ApiError::Internal)?;
             Ok(Response::new(200))
         }
         _ => Err(ApiError::NotFound(format!("/v1/agent/{tail}: not found"))),
