@@ -1,4 +1,6 @@
 //! Muster: a thread-per-core, Consul-compatible service discovery and configuration daemon.
+pub mod agent;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod filter;

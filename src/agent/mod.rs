@@ -12,6 +12,8 @@ use muster_shards::catalog::{HealthCheck, Node, Registration, Service};
 use muster_shards::command::{Command, CommandResult};
 use muster_shards::coord::owner_of;
 
+pub mod defs;
+
 use crate::checks::{self, CheckDef, CheckKind, Checks, Status};
 use crate::runtime::core::{core, Shards};
 use crate::runtime::raftcore;

@@ -47,6 +47,8 @@ pub struct Settings {
     pub kv_max_value_size: usize,
     pub session_ttl_min: Duration,
     pub raft_snapshot_threshold: u64,
+    pub enable_script_checks: bool,
+    pub enable_local_script_checks: bool,
 }
 
 impl Settings {
@@ -70,6 +72,8 @@ impl Settings {
             kv_max_value_size: 512 * 1024,
             session_ttl_min: Duration::from_secs(10),
             raft_snapshot_threshold: 16_384,
+            enable_script_checks: false,
+            enable_local_script_checks: false,
         }
     }
 
@@ -97,6 +101,8 @@ impl Settings {
             kv_max_value_size: usize::try_from(c.limits.kv_max_value_size).unwrap_or(usize::MAX),
             session_ttl_min: c.session_ttl_min,
             raft_snapshot_threshold: c.raft.snapshot_threshold,
+            enable_script_checks: c.enable_script_checks,
+            enable_local_script_checks: c.enable_local_script_checks,
         }
     }
 
@@ -256,9 +262,29 @@ pub async fn reload() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     crate::cli::logger::set_level(fresh.log.level);
+    load_config_definitions(&fresh);
     log::info!("configuration reloaded");
     *c.config.borrow_mut() = Some(Arc::new(fresh));
     Ok(())
+}
+
+/// Hands the services and checks of the config files to the agent (replacing earlier ones).
+fn load_config_definitions(cfg: &crate::config::Config) {
+    let mut services = Vec::new();
+    for v in &cfg.services {
+        match crate::agent::defs::service_registration(v, true) {
+            Ok(s) => services.push(s),
+            Err(e) => log::error!("service definition in config not loaded: {e}"),
+        }
+    }
+    let mut checks = Vec::new();
+    for v in &cfg.checks {
+        match crate::agent::defs::check_registration(v, "", "", true) {
+            Ok(c) => checks.push(c),
+            Err(e) => log::error!("check definition in config not loaded: {e}"),
+        }
+    }
+    crate::agent::agent().load_config(services, checks);
 }
 
 async fn core_main(
@@ -325,6 +351,10 @@ async fn core_main(
             .detach();
     }
     if id == placement.http {
+        crate::agent::start();
+        if let Some(cfg) = core.config.borrow().clone() {
+            load_config_definitions(&cfg);
+        }
         if let Some(port) = settings.http_port {
             for ip in &settings.client_addrs {
                 let addr = SocketAddr::new(*ip, port);

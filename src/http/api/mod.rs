@@ -1,7 +1,7 @@
 //! The Consul HTTP API: routing, and helpers shared by the endpoint modules.
 mod agent;
 mod catalog;
-mod defs;
+pub mod defs;
 mod health;
 mod kv;
 mod metrics;
