@@ -1,4 +1,5 @@
 //! Muster: a thread-per-core, Consul-compatible service discovery and configuration daemon.
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod http;
