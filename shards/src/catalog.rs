@@ -479,7 +479,11 @@ impl Catalog {
         for s in services {
             self.remove_service(idx, node, &s, ch);
         }
-        let checks: Vec<String> = self.node_checks(node).into_iter().map(|c| c.check_id).collect();
+        let checks: Vec<String> = self
+            .node_checks(node)
+            .into_iter()
+            .map(|c| c.check_id)
+            .collect();
         for c in checks {
             self.remove_check(idx, node, &c, ch);
         }
@@ -493,7 +497,13 @@ impl Catalog {
     }
 
     /// Removes a service instance and its checks.
-    pub fn remove_service(&mut self, idx: u64, node: &str, id: &str, ch: &mut CatalogChange) -> bool {
+    pub fn remove_service(
+        &mut self,
+        idx: u64,
+        node: &str,
+        id: &str,
+        ch: &mut CatalogChange,
+    ) -> bool {
         let key = pair(node, id);
         let Some(s) = self.services.remove(&key) else {
             return false;

@@ -174,7 +174,6 @@ async fn invalidate_bound_sessions<B: Backend>(
     Ok(())
 }
 
-
 fn kv_result(r: Result<(), KvFailure>) -> CommandResult {
     match r {
         Ok(()) => CommandResult::Bool(true),

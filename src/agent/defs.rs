@@ -28,21 +28,22 @@ pub fn check_registration(
             ));
         }
     }
-    let id = p
-        .id
-        .clone()
-        .filter(|i| !i.is_empty())
-        .or_else(|| (!default_id.is_empty()).then(|| default_id.to_string()))
-        .or_else(|| p.name.clone())
-        .unwrap_or_default();
+    let id =
+        p.id.clone()
+            .filter(|i| !i.is_empty())
+            .or_else(|| (!default_id.is_empty()).then(|| default_id.to_string()))
+            .or_else(|| p.name.clone())
+            .unwrap_or_default();
     if id.is_empty() {
         return Err(ApiError::bad("Missing check name"));
     }
-    let name = p
-        .name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| if default_name.is_empty() { id.clone() } else { default_name.to_string() });
+    let name = p.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+        if default_name.is_empty() {
+            id.clone()
+        } else {
+            default_name.to_string()
+        }
+    });
     let mut def = p.def;
     def.id = id.clone();
     let runnable = !matches!(def.kind, CheckKind::Alias { .. });
@@ -51,7 +52,10 @@ pub fn check_registration(
             check_id: id,
             name,
             notes: p.notes.unwrap_or_default(),
-            status: p.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| "critical".into()),
+            status: p
+                .status
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "critical".into()),
             service_id: p.service_id.unwrap_or_default(),
             check_type: def.kind.type_name().to_string(),
             ..HealthCheck::default()
@@ -62,7 +66,10 @@ pub fn check_registration(
 }
 
 /// Parses an agent service registration (`/v1/agent/service/register` or a config `service`).
-pub fn service_registration(v: &OwnedValue, from_config: bool) -> ApiResult<(Service, Vec<CheckRegistration>)> {
+pub fn service_registration(
+    v: &OwnedValue,
+    from_config: bool,
+) -> ApiResult<(Service, Vec<CheckRegistration>)> {
     let o = Obj::of(v, "service")?;
     let mut s = defs::service(o, "Name")?;
     if s.service.is_empty() {
@@ -90,7 +97,12 @@ pub fn service_registration(v: &OwnedValue, from_config: bool) -> ApiResult<(Ser
             format!("service:{}:{}", s.id, i + 1)
         };
         let default_name = format!("Service '{}' check", s.service);
-        checks.push(check_registration(c, &default_id, &default_name, from_config)?);
+        checks.push(check_registration(
+            c,
+            &default_id,
+            &default_name,
+            from_config,
+        )?);
     }
     Ok((s, checks))
 }

@@ -69,7 +69,9 @@ pub struct CheckRegistration {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgentError {
-    #[error("Unknown service ID {0:?}. Ensure that the service ID is passed, not the service name.")]
+    #[error(
+        "Unknown service ID {0:?}. Ensure that the service ID is passed, not the service name."
+    )]
     UnknownService(String),
     #[error("Unknown check ID {0:?}. Ensure that the check ID is passed, not the check name.")]
     UnknownCheck(String),
@@ -323,7 +325,9 @@ impl Agent {
             Some(c) => matches!(c.def.as_ref().map(|d| &d.kind), Some(CheckKind::Ttl { .. })),
         };
         if !is_ttl {
-            return Err(AgentError::Check(checks::CheckError::NotTtl(id.to_string())));
+            return Err(AgentError::Check(checks::CheckError::NotTtl(
+                id.to_string(),
+            )));
         }
         self.runners.ttl_update(id, status, output.clone())?;
         // The runner reports only changes; record the update even when it is not one.
@@ -334,7 +338,11 @@ impl Agent {
     /// Node maintenance: a critical `_node_maintenance` check while enabled.
     pub fn node_maintenance(&self, enable: bool, reason: &str) {
         if enable {
-            let notes = if reason.is_empty() { DEFAULT_MAINT_REASON } else { reason };
+            let notes = if reason.is_empty() {
+                DEFAULT_MAINT_REASON
+            } else {
+                reason
+            };
             self.add_check_quiet(
                 CheckRegistration {
                     check: HealthCheck {
@@ -356,13 +364,22 @@ impl Agent {
         self.touch();
     }
 
-    pub fn service_maintenance(&self, id: &str, enable: bool, reason: &str) -> Result<(), AgentError> {
+    pub fn service_maintenance(
+        &self,
+        id: &str,
+        enable: bool,
+        reason: &str,
+    ) -> Result<(), AgentError> {
         let Some(svc) = self.service(id) else {
             return Err(AgentError::UnknownService(id.to_string()));
         };
         let check_id = format!("{SERVICE_MAINT_PREFIX}{id}");
         if enable {
-            let notes = if reason.is_empty() { DEFAULT_SERVICE_MAINT_REASON } else { reason };
+            let notes = if reason.is_empty() {
+                DEFAULT_SERVICE_MAINT_REASON
+            } else {
+                reason
+            };
             self.add_check_quiet(
                 CheckRegistration {
                     check: HealthCheck {
@@ -410,7 +427,13 @@ impl Agent {
             .collect();
         let new_ids: BTreeSet<String> = services
             .iter()
-            .map(|(s, _)| if s.id.is_empty() { s.service.clone() } else { s.id.clone() })
+            .map(|(s, _)| {
+                if s.id.is_empty() {
+                    s.service.clone()
+                } else {
+                    s.id.clone()
+                }
+            })
             .collect();
         for id in old_services.iter().filter(|id| !new_ids.contains(*id)) {
             let _ = self.remove_service(id);
@@ -488,7 +511,11 @@ impl Agent {
         let (remote_node, remote_services, remote_checks) = Shards::default()
             .call(owner, move |s| {
                 let cat = s.catalog();
-                (cat.node(&n).cloned(), cat.node_services(&n), cat.node_checks(&n))
+                (
+                    cat.node(&n).cloned(),
+                    cat.node_services(&n),
+                    cat.node_checks(&n),
+                )
             })
             .await?;
         let Some(me) = remote_node else {
@@ -496,16 +523,32 @@ impl Agent {
             // attach services to.
             return Ok(());
         };
-        let me = Node { create_index: 0, modify_index: 0, ..me };
+        let me = Node {
+            create_index: 0,
+            modify_index: 0,
+            ..me
+        };
         let local_services = self.services();
         let local_checks = self.checks();
-        let remote_s: BTreeMap<String, Service> = remote_services.into_iter().map(|s| (s.id.clone(), s)).collect();
-        let remote_c: BTreeMap<String, HealthCheck> = remote_checks.into_iter().map(|c| (c.check_id.clone(), c)).collect();
+        let remote_s: BTreeMap<String, Service> = remote_services
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
+        let remote_c: BTreeMap<String, HealthCheck> = remote_checks
+            .into_iter()
+            .map(|c| (c.check_id.clone(), c))
+            .collect();
         let mut writes = Vec::new();
         for s in &local_services {
-            let checks: Vec<HealthCheck> = local_checks.iter().filter(|c| c.service_id == s.id).cloned().collect();
+            let checks: Vec<HealthCheck> = local_checks
+                .iter()
+                .filter(|c| c.service_id == s.id)
+                .cloned()
+                .collect();
             let service_same = remote_s.get(&s.id).is_some_and(|r| same_service(r, s));
-            let checks_same = checks.iter().all(|c| remote_c.get(&c.check_id).is_some_and(|r| same_check(r, c)));
+            let checks_same = checks
+                .iter()
+                .all(|c| remote_c.get(&c.check_id).is_some_and(|r| same_check(r, c)));
             if !service_same || !checks_same {
                 writes.push(Command::Register(Registration {
                     node: me.clone(),
@@ -539,7 +582,8 @@ impl Agent {
                 });
             }
         }
-        let local_check_ids: BTreeSet<&str> = local_checks.iter().map(|c| c.check_id.as_str()).collect();
+        let local_check_ids: BTreeSet<&str> =
+            local_checks.iter().map(|c| c.check_id.as_str()).collect();
         for (id, r) in &remote_c {
             // A service's checks go with the service's deregistration above.
             let owner_gone = !r.service_id.is_empty() && !local_ids.contains(r.service_id.as_str());

@@ -68,12 +68,18 @@ impl<'a> Obj<'a> {
     pub fn bool(&self, name: &str) -> ApiResult<Option<bool>> {
         match self.field(name) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| wrong_type(name, "boolean")),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| wrong_type(name, "boolean")),
         }
     }
 
     /// A string-to-string map (Meta, NodeMeta, TaggedAddresses of nodes).
-    pub fn string_map(&self, name: &str) -> ApiResult<Option<std::collections::BTreeMap<String, String>>> {
+    pub fn string_map(
+        &self,
+        name: &str,
+    ) -> ApiResult<Option<std::collections::BTreeMap<String, String>>> {
         let Some(o) = self.obj(name)? else {
             return Ok(None);
         };

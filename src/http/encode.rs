@@ -306,7 +306,10 @@ pub struct ServiceNodeOut {
     pub service_tags: Vec<String>,
     #[serde(rename = "ServiceAddress")]
     pub service_address: String,
-    #[serde(rename = "ServiceTaggedAddresses", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ServiceTaggedAddresses",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_tagged_addresses: Option<BTreeMap<String, ServiceAddressOut>>,
     #[serde(rename = "ServiceWeights")]
     pub service_weights: WeightsOut,

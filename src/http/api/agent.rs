@@ -196,9 +196,10 @@ impl From<crate::agent::AgentError> for ApiError {
         match e {
             E::UnknownService(_) | E::UnknownCheck(_) => ApiError::NotFound(e.to_string()),
             E::Invalid(t) => ApiError::BadRequest(t),
-            E::Check(crate::checks::CheckError::UnknownCheck(_)) => ApiError::NotFound(e.to_string()),
+            E::Check(crate::checks::CheckError::UnknownCheck(_)) => {
+                ApiError::NotFound(e.to_string())
+            }
             E::Check(c) => ApiError::Internal(c.to_string()),
-            _ => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -210,12 +211,19 @@ fn body_value(cx: &Ctx) -> ApiResult<simd_json::OwnedValue> {
 fn flag(cx: &Ctx, name: &str) -> ApiResult<bool> {
     match cx.req.query.get(name) {
         None => Err(ApiError::bad(format!("Missing value for {name}"))),
-        Some(v) => crate::cli::args::go_bool(v).map_err(|_| ApiError::bad(format!("Invalid value for {name}"))),
+        Some(v) => crate::cli::args::go_bool(v)
+            .map_err(|_| ApiError::bad(format!("Invalid value for {name}"))),
     }
 }
 
-fn agent_checks_map(cx: &Ctx, checks: Vec<muster_shards::catalog::HealthCheck>) -> ApiResult<Response> {
-    let items: Vec<(String, CheckOut)> = checks.iter().map(|c| (c.check_id.clone(), CheckOut::from(c))).collect();
+fn agent_checks_map(
+    cx: &Ctx,
+    checks: Vec<muster_shards::catalog::HealthCheck>,
+) -> ApiResult<Response> {
+    let items: Vec<(String, CheckOut)> = checks
+        .iter()
+        .map(|c| (c.check_id.clone(), CheckOut::from(c)))
+        .collect();
     let kept = filter_pairs(cx, items)?;
     let map: BTreeMap<String, CheckOut> = kept.into_iter().collect();
     Ok(json_response(200, &map, cx.opts.pretty))
@@ -227,8 +235,15 @@ fn filter_pairs<T: Serialize>(cx: &Ctx, items: Vec<(String, T)>) -> ApiResult<Ve
         return Ok(items);
     }
     let (keys, values): (Vec<String>, Vec<T>) = items.into_iter().unzip();
-    let wrapped: Vec<Keyed<T>> = keys.into_iter().zip(values).map(|(k, v)| Keyed(k, v)).collect();
-    Ok(super::apply_filter(cx, wrapped)?.into_iter().map(|Keyed(k, v)| (k, v)).collect())
+    let wrapped: Vec<Keyed<T>> = keys
+        .into_iter()
+        .zip(values)
+        .map(|(k, v)| Keyed(k, v))
+        .collect();
+    Ok(super::apply_filter(cx, wrapped)?
+        .into_iter()
+        .map(|Keyed(k, v)| (k, v))
+        .collect())
 }
 
 /// A map entry that serializes as its value only, so filters see the value.
@@ -348,7 +363,11 @@ async fn agent_routes(cx: Ctx, tail: &str) -> ApiResult<Option<Response>> {
             return Err(ApiError::NotFound(format!("unknown service ID: {id}")));
         };
         let dc = core().settings.datacenter.clone();
-        return Ok(Some(json_response(200, &ServiceOut::agent(&s, Some(&dc)), pretty)));
+        return Ok(Some(json_response(
+            200,
+            &ServiceOut::agent(&s, Some(&dc)),
+            pretty,
+        )));
     }
     if tail == "checks" {
         allow(&cx, &[Method::Get])?;
@@ -366,7 +385,11 @@ async fn agent_routes(cx: Ctx, tail: &str) -> ApiResult<Option<Response>> {
         a.remove_check(id)?;
         return ok();
     }
-    for (verb, status) in [("pass", Status::Passing), ("warn", Status::Warning), ("fail", Status::Critical)] {
+    for (verb, status) in [
+        ("pass", Status::Passing),
+        ("warn", Status::Warning),
+        ("fail", Status::Critical),
+    ] {
         if let Some(id) = tail.strip_prefix(&format!("check/{verb}/")) {
             allow(&cx, &[Method::Put])?;
             let note = cx.req.query.get("note").unwrap_or("").to_string();
@@ -379,7 +402,8 @@ async fn agent_routes(cx: Ctx, tail: &str) -> ApiResult<Option<Response>> {
         let v = body_value(&cx)?;
         let o = Obj::of(&v, "update")?;
         let status = o.str("Status")?.unwrap_or("");
-        let status = Status::parse(status).ok_or_else(|| ApiError::bad(format!("Invalid status {status:?}")))?;
+        let status = Status::parse(status)
+            .ok_or_else(|| ApiError::bad(format!("Invalid status {status:?}")))?;
         let output = o.str("Output")?.unwrap_or("").to_string();
         a.update_ttl(id, status, output)?;
         return ok();

@@ -57,12 +57,15 @@ async fn write(cmd: Command) -> ApiResult<bool> {
     match raftcore::propose(cmd).await?.1 {
         CommandResult::Bool(b) => Ok(b),
         CommandResult::Error(e) => Err(ApiError::Internal(e)),
-        other => Err(ApiError::Internal(format!("unexpected apply result {other:?}"))),
+        other => Err(ApiError::Internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
     }
 }
 
 async fn register(cx: Ctx) -> ApiResult<Response> {
-    let v = body::parse(&cx.req.body)?.ok_or_else(|| ApiError::bad("Request decode failed: empty body"))?;
+    let v = body::parse(&cx.req.body)?
+        .ok_or_else(|| ApiError::bad("Request decode failed: empty body"))?;
     let o = Obj::of(&v, "registration")?;
     let settings = core().settings.clone();
     if let Some(dc) = o.str("Datacenter")? {
@@ -100,14 +103,20 @@ async fn register(cx: Ctx) -> ApiResult<Response> {
     if let Some(c) = o.obj("Check")? {
         reg.checks.push(defs::catalog_check(c)?);
     }
-    if let Some(list) = o.get("Checks").and_then(|v| simd_json::prelude::ValueAsArray::as_array(v)) {
+    if let Some(list) = o
+        .get("Checks")
+        .and_then(|v| simd_json::prelude::ValueAsArray::as_array(v))
+    {
         for c in list {
             reg.checks.push(defs::catalog_check(Obj::of(c, "check")?)?);
         }
     }
     for c in &reg.checks {
         if !c.status.is_empty() && !defs::valid_status(&c.status) {
-            return Err(ApiError::bad(format!("Invalid check status {:?}", c.status)));
+            return Err(ApiError::bad(format!(
+                "Invalid check status {:?}",
+                c.status
+            )));
         }
     }
     let ok = write(Command::Register(reg)).await?;
@@ -115,14 +124,21 @@ async fn register(cx: Ctx) -> ApiResult<Response> {
 }
 
 async fn deregister(cx: Ctx) -> ApiResult<Response> {
-    let v = body::parse(&cx.req.body)?.ok_or_else(|| ApiError::bad("Request decode failed: empty body"))?;
+    let v = body::parse(&cx.req.body)?
+        .ok_or_else(|| ApiError::bad("Request decode failed: empty body"))?;
     let o = Obj::of(&v, "deregistration")?;
     let node = o.str("Node")?.unwrap_or_default().to_string();
     if node.is_empty() {
         return Err(ApiError::bad("Must provide node"));
     }
-    let service_id = o.str("ServiceID")?.filter(|s| !s.is_empty()).map(str::to_string);
-    let check_id = o.str("CheckID")?.filter(|s| !s.is_empty()).map(str::to_string);
+    let service_id = o
+        .str("ServiceID")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let check_id = o
+        .str("CheckID")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     let ok = write(Command::Deregister {
         node,
         service_id,
@@ -139,7 +155,12 @@ async fn nodes(cx: Ctx) -> ApiResult<Response> {
             min,
             WatchKey::Table(Table::Nodes),
             |s| s.catalog().nodes_index(),
-            |s| (s.catalog().nodes_index(), s.catalog().nodes().cloned().collect::<Vec<Node>>()),
+            |s| {
+                (
+                    s.catalog().nodes_index(),
+                    s.catalog().nodes().cloned().collect::<Vec<Node>>(),
+                )
+            },
             |parts: Vec<(u64, Vec<Node>)>| {
                 let mut idx = 0;
                 let mut all = Vec::new();
@@ -195,7 +216,9 @@ pub fn node_meta_filter(q: &Query) -> ApiResult<Vec<(String, String)>> {
     q.all("node-meta")
         .map(|kv| match kv.split_once(':') {
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Err(ApiError::bad(format!("Invalid node-meta filter {kv:?}: expected key:value"))),
+            None => Err(ApiError::bad(format!(
+                "Invalid node-meta filter {kv:?}: expected key:value"
+            ))),
         })
         .collect()
 }
@@ -211,7 +234,11 @@ pub fn tags_match(s: &Service, tags: &[String]) -> bool {
 
 /// Instances of one service over all shards, with the service's index (Consul: the service's
 /// own index, or the services table index once the service is gone).
-pub async fn gather_instances<T, G>(min: u64, name: String, gather: G) -> ApiResult<Polled<(u64, Vec<T>)>>
+pub async fn gather_instances<T, G>(
+    min: u64,
+    name: String,
+    gather: G,
+) -> ApiResult<Polled<(u64, Vec<T>)>>
 where
     T: Send + 'static,
     G: Fn(&muster_shards::shard::Shard, &str) -> Vec<T> + Send + Clone + 'static,
@@ -244,7 +271,11 @@ where
 async fn service(cx: Ctx, name: String) -> ApiResult<Response> {
     let tags: Vec<String> = cx.req.query.all("tag").map(str::to_string).collect();
     let meta = node_meta_filter(&cx.req.query)?;
-    crate::metrics::incr_counter("consul.catalog.service.query", &[("service", name.clone())], 1.0);
+    crate::metrics::incr_counter(
+        "consul.catalog.service.query",
+        &[("service", name.clone())],
+        1.0,
+    );
     let (idx, mut rows) = block(&cx.opts, |min| {
         gather_instances(min, name.clone(), |s, n| s.catalog().service_instances(n))
     })
@@ -284,7 +315,10 @@ async fn node(cx: Ctx, name: String, as_list: bool) -> ApiResult<Response> {
                 .poll(owner, min, WatchKey::Table(Table::Services), move |s| {
                     let c = s.catalog();
                     let idx = c.services_index().max(c.nodes_index());
-                    (idx, c.node(&n).cloned().map(|node| (node, c.node_services(&n))))
+                    (
+                        idx,
+                        c.node(&n).cloned().map(|node| (node, c.node_services(&n))),
+                    )
                 })
                 .await?)
         }
@@ -315,7 +349,10 @@ async fn node(cx: Ctx, name: String, as_list: bool) -> ApiResult<Response> {
             200,
             &NodeServicesMap {
                 node: NodeOut::from(&node),
-                services: services.iter().map(|s| (s.id.clone(), ServiceOut::catalog(s))).collect(),
+                services: services
+                    .iter()
+                    .map(|s| (s.id.clone(), ServiceOut::catalog(s)))
+                    .collect(),
             },
             cx.opts.pretty,
         )

@@ -11,7 +11,9 @@ fn port(o: &Obj, name: &str) -> ApiResult<u16> {
     match o.u64(name)? {
         None => Ok(0),
         Some(p) => u16::try_from(p).map_err(|_| {
-            ApiError::bad(format!("Request decode failed: {name} {p} is not a valid port"))
+            ApiError::bad(format!(
+                "Request decode failed: {name} {p} is not a valid port"
+            ))
         }),
     }
 }

@@ -151,15 +151,10 @@ where
         if min == 0 || idx > min {
             return Ok(Polled::Ready((idx, r)));
         }
-        let regs = join_all(
-            versions
-                .into_iter()
-                .enumerate()
-                .map(|(s, seen)| {
-                    let v = version.clone();
-                    sh.watch(s, key.clone(), move |shard| v(shard) != seen)
-                }),
-        )
+        let regs = join_all(versions.into_iter().enumerate().map(|(s, seen)| {
+            let v = version.clone();
+            sh.watch(s, key.clone(), move |shard| v(shard) != seen)
+        }))
         .await;
         let mut waits = Vec::with_capacity(n);
         for r in regs {
@@ -180,13 +175,16 @@ pub fn apply_filter<T: serde::Serialize>(cx: &Ctx, items: Vec<T>) -> ApiResult<V
         return Ok(items);
     };
     let bad = |e: &dyn std::fmt::Display| {
-        ApiError::bad(format!("Failed to create boolean expression evaluator: {e}"))
+        ApiError::bad(format!(
+            "Failed to create boolean expression evaluator: {e}"
+        ))
     };
     let f = crate::filter::Filter::parse(expr).map_err(|e| bad(&e))?;
     let mut out = Vec::with_capacity(items.len());
     for it in items {
         let mut bytes = super::encode::json(&it, false);
-        let v = simd_json::to_owned_value(&mut bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let v =
+            simd_json::to_owned_value(&mut bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
         if f.matches(&v).map_err(|e| ApiError::bad(e.to_string()))? {
             out.push(it);
         }
