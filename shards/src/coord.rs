@@ -63,11 +63,7 @@ pub async fn apply<B: Backend>(
             let r = b
                 .on_shard(owner_of(&op.key, n), move |s| s.kv_write(idx, &op))
                 .await?;
-            match r {
-                Ok(()) => CommandResult::Bool(true),
-                Err(KvFailure::Refused(_)) => CommandResult::Bool(false),
-                Err(KvFailure::Invalid(text)) => CommandResult::Error(text),
-            }
+            kv_result(r)
         }
         Command::Txn(ops) => txn(b, idx, ops).await?,
         Command::SessionCreate(sess) => {
@@ -100,6 +96,76 @@ pub async fn apply<B: Backend>(
             CommandResult::Bool(true)
         }
     })
+}
+
+fn kv_result(r: Result<(), KvFailure>) -> CommandResult {
+    match r {
+        Ok(()) => CommandResult::Bool(true),
+        Err(KvFailure::Refused(_)) => CommandResult::Bool(false),
+        Err(KvFailure::Invalid(text)) => CommandResult::Error(text),
+    }
+}
+
+/// A command that touches exactly one shard with one call, so runs of them can be batched.
+fn single_key_write(cmd: &Command) -> Option<&KvOp> {
+    match cmd {
+        Command::Kv(op) if !op.verb.is_tree() => Some(op),
+        _ => None,
+    }
+}
+
+/// One committed entry: raft index, leader time, command.
+pub type Committed = (u64, u64, Command);
+
+/// Applies committed entries in order. Consecutive single-key KV writes are grouped into one
+/// call per owning shard (each shard applies its share in log order, and writes on different
+/// shards commute), so a batch of N writes costs one hop per shard instead of N hops.
+pub async fn apply_batch<B: Backend>(
+    b: &B,
+    entries: Vec<Committed>,
+) -> Result<Vec<CommandResult>, Unavailable> {
+    let n = b.nshards();
+    let mut out: Vec<CommandResult> = Vec::with_capacity(entries.len());
+    let mut it = entries.into_iter().peekable();
+    while let Some((idx, at_ms, cmd)) = it.next() {
+        if single_key_write(&cmd).is_none() {
+            out.push(apply(b, idx, at_ms, cmd).await?);
+            continue;
+        }
+        let mut run = vec![(idx, cmd)];
+        while let Some((_, _, next)) = it.peek() {
+            if single_key_write(next).is_none() {
+                break;
+            }
+            let (i, _, c) = it.next().expect("peeked");
+            run.push((i, c));
+        }
+        let base = out.len();
+        out.resize(base + run.len(), CommandResult::Ok);
+        let mut per_shard: Vec<Vec<(usize, u64, KvOp)>> = vec![Vec::new(); n];
+        for (pos, (i, c)) in run.into_iter().enumerate() {
+            if let Command::Kv(op) = c {
+                per_shard[owner_of(&op.key, n)].push((base + pos, i, op));
+            }
+        }
+        let calls = per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, ops)| !ops.is_empty())
+            .map(|(s, ops)| {
+                b.on_shard(s, move |sh| {
+                    ops.into_iter()
+                        .map(|(pos, i, op)| (pos, kv_result(sh.kv_write(i, &op))))
+                        .collect::<Vec<_>>()
+                })
+            });
+        for part in join_all(calls).await {
+            for (pos, r) in part? {
+                out[pos] = r;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Splits a transaction into per-shard op lists, keeping transaction order within each.

@@ -1,1 +1,287 @@
-//! runtime
+//! The thread-per-core runtime: one pinned glommio executor per core, roles placed on them by
+//! the placement table, state shards owned one per executor, and a bounded mesh between them.
+pub mod core;
+pub mod mesh;
+pub mod placement;
+pub mod raftcore;
+pub mod watch;
+
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::{Latency, LocalExecutorBuilder, Shares};
+use muster_shards::shard::Shard;
+
+use self::core::{Core, Queues, RaftView};
+use self::placement::Placement;
+
+/// The Consul API version Muster answers as (clients parse it to decide which features exist).
+pub const CONSUL_COMPAT_VERSION: &str = "1.22.0";
+
+/// glommio wants at least 512 KiB of lockable memory per executor; 1 MiB fits the default
+/// memlock limit of most systems without `cap_ipc_lock`.
+const IO_MEMORY: usize = 1 << 20;
+
+/// What the runtime needs to know, derived from the agent configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub node_name: String,
+    pub node_id: String,
+    pub datacenter: String,
+    pub advertise_addr: IpAddr,
+    pub client_addrs: Vec<IpAddr>,
+    /// None: listener disabled (`ports.http = -1`).
+    pub http_port: Option<u16>,
+    pub dns_port: Option<u16>,
+    pub serf_lan_port: u16,
+    pub serf_wan_port: u16,
+    pub server_port: u16,
+    pub server: bool,
+    pub bootstrap: bool,
+    pub dev: bool,
+    /// Executors to run; None = every online CPU.
+    pub cores: Option<usize>,
+    pub kv_max_value_size: usize,
+    pub session_ttl_min: Duration,
+    pub raft_snapshot_threshold: u64,
+}
+
+impl Settings {
+    /// A dev agent on loopback with the given ports, for tests.
+    pub fn dev(node: &str, http_port: u16) -> Settings {
+        Settings {
+            node_name: node.to_string(),
+            node_id: uuid::Uuid::new_v4().to_string(),
+            datacenter: "dc1".into(),
+            advertise_addr: IpAddr::from([127, 0, 0, 1]),
+            client_addrs: vec![IpAddr::from([127, 0, 0, 1])],
+            http_port: Some(http_port),
+            dns_port: None,
+            serf_lan_port: 8301,
+            serf_wan_port: 8302,
+            server_port: 8300,
+            server: true,
+            bootstrap: true,
+            dev: true,
+            cores: None,
+            kv_max_value_size: 512 * 1024,
+            session_ttl_min: Duration::from_secs(10),
+            raft_snapshot_threshold: 16_384,
+        }
+    }
+
+    pub fn server_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.advertise_addr, self.server_port)
+    }
+}
+
+/// Process-wide switches flipped by signals and `/v1/agent/leave|reload`, polled by each core.
+#[derive(Debug, Default)]
+pub struct Control {
+    shutdown: AtomicBool,
+    reloads: AtomicU64,
+}
+
+impl Control {
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    pub fn request_reload(&self) {
+        self.reloads.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    #[error("cannot start executor {0}: {1}")]
+    Executor(usize, String),
+    #[error("cannot listen on {addr}: {err}")]
+    Listen { addr: SocketAddr, err: String },
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+fn online_cpus() -> Vec<usize> {
+    match glommio::CpuSet::online() {
+        Ok(set) => {
+            let mut v: Vec<usize> = set.into_iter().map(|l| l.cpu).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        }
+        Err(_) => vec![0],
+    }
+}
+
+fn spawn_signal_thread(control: Arc<Control>) -> Result<(), RuntimeError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(RuntimeError::Signals)?;
+    std::thread::Builder::new()
+        .name("muster-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    log::info!("SIGHUP: reloading configuration");
+                    control.request_reload();
+                } else {
+                    log::info!("caught signal {sig}; shutting down");
+                    control.request_shutdown();
+                }
+            }
+        })
+        .map_err(RuntimeError::Signals)?;
+    Ok(())
+}
+
+/// Runs the agent until shutdown.
+pub fn start(settings: Settings) -> Result<(), RuntimeError> {
+    let mut cpus = online_cpus();
+    let want = settings.cores.unwrap_or(cpus.len()).max(1);
+    // More executors than CPUs is allowed (tests run -cores 2 anywhere); they then share CPUs.
+    let base = cpus.clone();
+    while cpus.len() < want {
+        cpus.push(base[cpus.len() % base.len()]);
+    }
+    cpus.truncate(want);
+    let placement = Arc::new(Placement::new(cpus));
+    log::info!("placement ({} executors):\n{placement}", placement.executors);
+    let settings = Arc::new(settings);
+    let control = Arc::new(Control::default());
+    spawn_signal_thread(control.clone())?;
+
+    let mut handles = Vec::new();
+    for (i, ends) in mesh::build(placement.executors).into_iter().enumerate() {
+        let (p, s, c) = (placement.clone(), settings.clone(), control.clone());
+        let cpu = placement.cpus[i];
+        let h = LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
+            .name(&format!("muster-{i}"))
+            .io_memory(IO_MEMORY)
+            .spawn(move || async move {
+                let r = core_main(i, ends, p, s, c.clone()).await;
+                if let Err(e) = &r {
+                    log::error!("executor {i}: {e}");
+                    c.request_shutdown();
+                }
+                r
+            })
+            .map_err(|e| RuntimeError::Executor(i, e.to_string()))?;
+        handles.push(h);
+    }
+    let mut first_err = None;
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(RuntimeError::Executor(i, e.to_string()));
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => {
+            log::info!("shutdown complete");
+            Ok(())
+        }
+    }
+}
+
+async fn core_main(
+    id: usize,
+    ends: mesh::MeshEnds,
+    placement: Arc<Placement>,
+    settings: Arc<Settings>,
+    control: Arc<Control>,
+) -> Result<(), RuntimeError> {
+    let ex = glommio::executor();
+    let queues = Queues {
+        http: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "http"),
+        dns: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "dns"),
+        raft: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(2)), "raft"),
+        mesh: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "mesh"),
+        background: ex.create_task_queue(Shares::Static(100), Latency::NotImportant, "background"),
+    };
+    let mesh = ends.connect(queues.mesh).await;
+    let nshards = placement.nshards();
+    let shard = placement
+        .shards
+        .iter()
+        .position(|e| *e == id)
+        .map(|s| (s, RefCell::new(Shard::new(s, nshards))));
+    let core = Rc::new(Core {
+        id,
+        placement: placement.clone(),
+        settings: settings.clone(),
+        control: control.clone(),
+        mesh,
+        queues,
+        shard,
+        watchers: RefCell::default(),
+        raft_view: RefCell::new(RaftView::default()),
+    });
+    self::core::install(core.clone());
+
+    let mut result = Ok(());
+    if id == placement.raft {
+        glommio::spawn_local_into(raftcore::run(), queues.raft)
+            .expect("raft task queue exists")
+            .detach();
+    }
+    if id == placement.http {
+        if let Some(port) = settings.http_port {
+            for ip in &settings.client_addrs {
+                let addr = SocketAddr::new(*ip, port);
+                match glommio::net::TcpListener::bind(addr) {
+                    Ok(l) => {
+                        log::info!("HTTP API on http://{addr}");
+                        let handler: Rc<dyn crate::http::server::Handler> = Rc::new(crate::http::api::Api);
+                        let tq = queues.http;
+                        glommio::spawn_local_into(
+                            async move {
+                                if let Err(e) =
+                                    crate::http::server::serve(l, handler, crate::http::server::Limits::default(), Some(tq)).await
+                                {
+                                    log::error!("HTTP server on {addr} stopped: {e}");
+                                }
+                            },
+                            tq,
+                        )
+                        .expect("http task queue exists")
+                        .detach();
+                    }
+                    Err(e) => {
+                        result = Err(RuntimeError::Listen { addr, err: e.to_string() });
+                        control.request_shutdown();
+                    }
+                }
+            }
+        }
+    }
+    while !control.shutting_down() {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    if id == placement.raft {
+        raftcore::shutdown().await;
+    }
+    self::core::uninstall();
+    result
+}

@@ -1,0 +1,155 @@
+//! The Consul HTTP API: routing, and helpers shared by the endpoint modules.
+mod agent;
+mod catalog;
+mod kv;
+mod metrics;
+mod operator;
+mod session;
+pub use session::SERF_CHECK_ID;
+mod status;
+mod txn;
+
+use std::future::Future;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::{join_all, LocalBoxFuture};
+use futures::FutureExt;
+use muster_shards::shard::Shard;
+
+use super::blocking::QueryOpts;
+use super::encode::json_response;
+use super::error::{ApiError, ApiResult};
+use super::request::{Method, Request};
+use super::response::Response;
+use super::server::Handler;
+use crate::runtime::core::{core, Polled, Shards};
+use crate::runtime::watch::WatchKey;
+
+/// One request with its parsed query options.
+pub struct Ctx {
+    pub req: Request,
+    pub opts: QueryOpts,
+}
+
+/// The API's entry point for the HTTP server.
+pub struct Api;
+
+impl Handler for Api {
+    fn handle(&self, req: Request) -> LocalBoxFuture<'static, Response> {
+        async move {
+            let started = Instant::now();
+            let route = route_label(&req.path);
+            let resp = match dispatch(req).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            };
+            crate::metrics::measure_since("muster.http.request", &[("route", route.to_string())], started);
+            resp
+        }
+        .boxed_local()
+    }
+}
+
+/// A low-cardinality label for request metrics: the API group.
+fn route_label(path: &str) -> &'static str {
+    const GROUPS: [&str; 9] = ["kv", "session", "txn", "status", "agent", "catalog", "operator", "health", "event"];
+    let group = path.strip_prefix("/v1/").and_then(|p| p.split('/').next()).unwrap_or("");
+    GROUPS.iter().find(|g| **g == group).copied().unwrap_or("other")
+}
+
+async fn dispatch(req: Request) -> ApiResult<Response> {
+    let opts = QueryOpts::parse(&req.query)?;
+    let path = req.path.clone();
+    let cx = Ctx { req, opts };
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return Err(ApiError::NotFound(format!("{path}: not found")));
+    };
+    if let Some(key) = rest.strip_prefix("kv/") {
+        return kv::handle(cx, key.to_string()).await;
+    }
+    if rest == "kv" {
+        return kv::handle(cx, String::new()).await;
+    }
+    let (group, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    match group {
+        "session" => session::handle(cx, tail).await,
+        "txn" if tail.is_empty() => txn::handle(cx).await,
+        "status" => status::handle(cx, tail).await,
+        "agent" => agent::handle(cx, tail).await,
+        "catalog" => catalog::handle(cx, tail).await,
+        "operator" => operator::handle(cx, tail).await,
+        _ => Err(ApiError::NotFound(format!("{path}: not found"))),
+    }
+}
+
+/// Answers 405 unless the request's method is one of `allowed`.
+pub fn allow(cx: &Ctx, allowed: &[Method]) -> ApiResult<()> {
+    if allowed.contains(&cx.req.method) {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed(cx.req.method.as_str().to_string()))
+    }
+}
+
+pub fn bool_response(b: bool, pretty: bool) -> Response {
+    json_response(200, &b, pretty)
+}
+
+/// The leader's wall clock for proposals, in ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A scatter-gather read that can block: `gather` runs on every shard and returns its part;
+/// `merge` makes the answer and its index. When the index has not passed `min`, a wait on
+/// `key` is registered on every shard whose `version` has not moved since its part was read.
+pub fn scatter<T, R, G, M>(
+    min: u64,
+    key: WatchKey,
+    version: fn(&Shard) -> u64,
+    gather: G,
+    merge: M,
+) -> impl Future<Output = ApiResult<Polled<(u64, R)>>>
+where
+    T: Send + 'static,
+    G: Fn(&mut Shard) -> T + Send + Clone + 'static,
+    M: FnOnce(Vec<T>) -> (u64, R),
+{
+    async move {
+        let sh = Shards::shedding();
+        let n = core().placement.nshards();
+        let parts = join_all((0..n).map(|s| {
+            let g = gather.clone();
+            sh.call(s, move |shard| (version(shard), g(shard)))
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<(u64, T)>, _>>()?;
+        let versions: Vec<u64> = parts.iter().map(|p| p.0).collect();
+        let (idx, r) = merge(parts.into_iter().map(|p| p.1).collect());
+        if min == 0 || idx > min {
+            return Ok(Polled::Ready((idx, r)));
+        }
+        let regs = join_all(versions.into_iter().enumerate().map(|(s, v)| {
+            sh.watch(s, key.clone(), move |shard| version(shard) != v)
+        }))
+        .await;
+        let mut waits = Vec::with_capacity(n);
+        for r in regs {
+            match r? {
+                Some(rx) => waits.push(rx),
+                // That shard moved meanwhile: read again at once.
+                None => return Ok(Polled::Wait(Vec::new())),
+            }
+        }
+        Ok(Polled::Wait(waits))
+    }
+}
+
+/// The shard whose session replica this core reads: its own if it hosts one.
+pub fn session_shard() -> usize {
+    core().shard.as_ref().map_or(0, |(s, _)| *s)
+}

@@ -1,0 +1,126 @@
+//! Request bodies: JSON decoded with simd-json, looked up case-insensitively as Go's
+//! encoding/json (and so Consul) does, so `{"name": ..}` and `{"Name": ..}` both work.
+use simd_json::prelude::*;
+use simd_json::OwnedValue;
+
+use super::error::{ApiError, ApiResult};
+
+/// Parses a JSON body; an empty body is `None`.
+pub fn parse(body: &[u8]) -> ApiResult<Option<OwnedValue>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let mut buf = body.to_vec();
+    simd_json::to_owned_value(&mut buf)
+        .map(Some)
+        .map_err(|e| ApiError::bad(format!("Request decode failed: {e}")))
+}
+
+/// A JSON object viewed with case-insensitive keys.
+#[derive(Clone, Copy)]
+pub struct Obj<'a>(&'a simd_json::owned::Object);
+
+impl<'a> Obj<'a> {
+    pub fn of(v: &'a OwnedValue, what: &str) -> ApiResult<Obj<'a>> {
+        v.as_object()
+            .map(Obj)
+            .ok_or_else(|| ApiError::bad(format!("Request decode failed: {what} must be a JSON object")))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a OwnedValue> {
+        if let Some(v) = self.0.get(name) {
+            return Some(v);
+        }
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// A present, non-null field.
+    fn field(&self, name: &str) -> Option<&'a OwnedValue> {
+        self.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn str(&self, name: &str) -> ApiResult<Option<&'a str>> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(v) => v.as_str().map(Some).ok_or_else(|| wrong_type(name, "string")),
+        }
+    }
+
+    pub fn u64(&self, name: &str) -> ApiResult<Option<u64>> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| wrong_type(name, "unsigned integer")),
+        }
+    }
+
+    pub fn f64(&self, name: &str) -> Option<f64> {
+        self.field(name).and_then(|v| v.cast_f64())
+    }
+
+    pub fn strings(&self, name: &str) -> ApiResult<Option<Vec<String>>> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(v) => {
+                let arr = v.as_array().ok_or_else(|| wrong_type(name, "array of strings"))?;
+                arr.iter()
+                    .map(|x| x.as_str().map(str::to_string).ok_or_else(|| wrong_type(name, "array of strings")))
+                    .collect::<ApiResult<Vec<String>>>()
+                    .map(Some)
+            }
+        }
+    }
+
+    pub fn obj(&self, name: &str) -> ApiResult<Option<Obj<'a>>> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(v) => Obj::of(v, name).map(Some),
+        }
+    }
+}
+
+fn wrong_type(name: &str, want: &str) -> ApiError {
+    ApiError::bad(format!("Request decode failed: field {name:?} must be a {want}"))
+}
+
+/// Go duration syntax ("10s", "1m30s", "500ms"), as Consul parses durations.
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let ns = go_parse_duration::parse_duration(s).map_err(|_| format!("time: invalid duration {s:?}"))?;
+    if ns < 0 {
+        return Err(format!("time: negative duration {s:?}"));
+    }
+    Ok(std::time::Duration::from_nanos(ns as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_case_insensitive() {
+        let v = parse(br#"{"name":"a","TTL":"10s","Checks":["x"]}"#).unwrap().unwrap();
+        let o = Obj::of(&v, "body").unwrap();
+        assert_eq!(o.str("Name").unwrap(), Some("a"));
+        assert_eq!(o.str("ttl").unwrap(), Some("10s"));
+        assert_eq!(o.strings("checks").unwrap(), Some(vec!["x".to_string()]));
+        assert!(o.u64("name").is_err());
+    }
+
+    #[test]
+    fn malformed_json_is_a_400() {
+        let e = parse(b"{not json").unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.to_string().starts_with("Request decode failed"));
+        assert_eq!(parse(b"  ").unwrap(), None);
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(duration("1m30s").unwrap().as_secs(), 90);
+        assert_eq!(duration("500ms").unwrap().as_millis(), 500);
+        assert!(duration("soon").is_err());
+        assert!(duration("-1s").is_err());
+    }
+}

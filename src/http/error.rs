@@ -1,0 +1,82 @@
+//! Every HTTP error the API answers, with Consul's status codes and texts, in one place.
+use super::response::Response;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 400, e.g. "Invalid index", "Request decode failed: ...".
+    #[error("{0}")]
+    BadRequest(String),
+    /// 403 "Permission denied".
+    #[error("Permission denied")]
+    PermissionDenied,
+    /// 404 with a text (may be empty, as Consul's KV misses are).
+    #[error("{0}")]
+    NotFound(String),
+    /// 405.
+    #[error("method {0} not allowed")]
+    MethodNotAllowed(String),
+    /// 413, e.g. an oversized KV value or transaction.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 429: a cross-core queue is full; the client should back off.
+    #[error("Rate limit reached, try again later")]
+    Busy,
+    /// 500: the state machine or raft refused (Consul returns RPC errors as 500 with the text).
+    #[error("{0}")]
+    Internal(String),
+    /// 500, Consul's text when there is no leader to take a write or a consistent read.
+    #[error("No cluster leader")]
+    NoLeader,
+    /// 500, Consul's text for `?dc=` naming an unknown datacenter.
+    #[error("No path to datacenter")]
+    NoPathToDatacenter,
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::PermissionDenied => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::TooLarge(_) => 413,
+            ApiError::Busy => 429,
+            ApiError::Internal(_) | ApiError::NoLeader | ApiError::NoPathToDatacenter => 500,
+        }
+    }
+
+    pub fn bad(text: impl Into<String>) -> ApiError {
+        ApiError::BadRequest(text.into())
+    }
+
+    pub fn into_response(self) -> Response {
+        let status = self.status();
+        let text = self.to_string();
+        let r = Response::new(status);
+        if text.is_empty() {
+            r
+        } else {
+            r.with_body("text/plain; charset=utf-8", text)
+        }
+    }
+}
+
+impl From<crate::runtime::mesh::CallError> for ApiError {
+    fn from(e: crate::runtime::mesh::CallError) -> ApiError {
+        match e {
+            crate::runtime::mesh::CallError::Busy(_) => ApiError::Busy,
+            crate::runtime::mesh::CallError::Unavailable(_) => {
+                ApiError::Internal("agent is shutting down".into())
+            }
+        }
+    }
+}
+
+impl From<muster_shards::coord::Unavailable> for ApiError {
+    fn from(_: muster_shards::coord::Unavailable) -> ApiError {
+        ApiError::Internal("agent is shutting down".into())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

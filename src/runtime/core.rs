@@ -1,0 +1,199 @@
+//! The per-executor context: this core's shard, wait lists, mesh handle and task queues.
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::TaskQueueHandle;
+use muster_shards::coord::{Backend, Unavailable};
+use muster_shards::shard::Shard;
+
+use super::mesh::{CallError, Mesh};
+use super::placement::Placement;
+use super::watch::{WatchKey, Watchers};
+use super::{Control, Settings};
+
+/// What every core knows about raft leadership, pushed by the raft core when it changes
+/// (each core keeps its own copy; no shared lock).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftView {
+    /// Server RPC address of the leader, empty when unknown.
+    pub leader_addr: String,
+    pub leader_name: String,
+    pub is_leader: bool,
+    /// ms since the leader was last heard from (0 on the leader).
+    pub last_contact_ms: u64,
+    pub term: u64,
+}
+
+impl RaftView {
+    pub fn known_leader(&self) -> bool {
+        !self.leader_addr.is_empty()
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Queues {
+    pub http: TaskQueueHandle,
+    pub dns: TaskQueueHandle,
+    pub raft: TaskQueueHandle,
+    pub mesh: TaskQueueHandle,
+    /// Snapshots, timers, anti-entropy: must not steal time from answers.
+    pub background: TaskQueueHandle,
+}
+
+pub struct Core {
+    pub id: usize,
+    pub placement: Arc<Placement>,
+    pub settings: Arc<Settings>,
+    pub control: Arc<Control>,
+    pub mesh: Mesh,
+    pub queues: Queues,
+    /// The state shard this executor owns, if any.
+    pub shard: Option<(usize, RefCell<Shard>)>,
+    pub watchers: RefCell<Watchers>,
+    pub raft_view: RefCell<RaftView>,
+}
+
+thread_local! {
+    static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// This executor's core. Panics off an executor thread (a programming error).
+pub fn core() -> Rc<Core> {
+    CORE.with(|c| c.borrow().clone())
+        .expect("core() called outside a Muster executor")
+}
+
+pub(crate) fn install(core: Rc<Core>) {
+    CORE.with(|c| *c.borrow_mut() = Some(core));
+}
+
+pub(crate) fn uninstall() {
+    CORE.with(|c| c.borrow_mut().take());
+}
+
+impl Core {
+    fn with_shard<R>(&self, s: usize, f: impl FnOnce(&mut Shard) -> R) -> R {
+        let (mine, cell) = self.shard.as_ref().expect("this executor owns no shard");
+        debug_assert_eq!(*mine, s, "shard {s} routed to the wrong executor");
+        let mut shard = cell.borrow_mut();
+        let r = f(&mut shard);
+        let touched = shard.take_touched();
+        drop(shard);
+        if !touched.is_empty() {
+            self.watchers.borrow_mut().wake(&touched);
+        }
+        r
+    }
+}
+
+/// The shards as the coordinator sees them: each call hops to the owning core.
+#[derive(Clone, Copy, Default)]
+pub struct Shards {
+    /// Fail fast with `Busy` instead of waiting when the owner's queue is full (front ends).
+    shed: bool,
+}
+
+/// The outcome of a query that may wait: the answer, or a wait on what it read.
+pub enum Polled<T> {
+    Ready(T),
+    Wait(Vec<futures::channel::oneshot::Receiver<()>>),
+}
+
+impl Shards {
+    pub fn shedding() -> Shards {
+        Shards { shed: true }
+    }
+
+    async fn run<R, F>(&self, s: usize, f: F) -> Result<R, CallError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Core) -> R + Send + 'static,
+    {
+        let c = core();
+        let target = *c
+            .placement
+            .shards
+            .get(s)
+            .ok_or(CallError::Unavailable(s))?;
+        let job = move || {
+            let c = core();
+            std::future::ready(f(&c))
+        };
+        if self.shed {
+            c.mesh.try_call(target, job).await
+        } else {
+            c.mesh.call(target, job).await
+        }
+    }
+
+    /// Runs `f` on shard `s` with errors that tell a full queue from a dead one.
+    pub async fn call<R, F>(&self, s: usize, f: F) -> Result<R, CallError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Shard) -> R + Send + 'static,
+    {
+        self.run(s, move |c| c.with_shard(s, f)).await
+    }
+
+    /// Runs query `q` on shard `s`; if its index is not above `min_index`, registers a wait on
+    /// `key` in the same step.
+    pub async fn poll<T, Q>(
+        &self,
+        s: usize,
+        min_index: u64,
+        key: WatchKey,
+        q: Q,
+    ) -> Result<Polled<(u64, T)>, CallError>
+    where
+        T: Send + 'static,
+        Q: FnOnce(&Shard) -> (u64, T) + Send + 'static,
+    {
+        self.run(s, move |c| {
+            let (idx, t) = c.with_shard(s, |sh| q(sh));
+            if min_index == 0 || idx > min_index {
+                Polled::Ready((idx, t))
+            } else {
+                Polled::Wait(vec![c.watchers.borrow_mut().register(key)])
+            }
+        })
+        .await
+    }
+
+    /// Registers a wait on `key` at shard `s` unless `still(shard)` says the state already
+    /// moved past what the caller saw.
+    pub async fn watch<S>(
+        &self,
+        s: usize,
+        key: WatchKey,
+        moved: S,
+    ) -> Result<Option<futures::channel::oneshot::Receiver<()>>, CallError>
+    where
+        S: FnOnce(&Shard) -> bool + Send + 'static,
+    {
+        self.run(s, move |c| {
+            if c.with_shard(s, |sh| moved(sh)) {
+                None
+            } else {
+                Some(c.watchers.borrow_mut().register(key))
+            }
+        })
+        .await
+    }
+}
+
+impl Backend for Shards {
+    fn nshards(&self) -> usize {
+        core().placement.nshards()
+    }
+
+    fn on_shard<R, F>(&self, s: usize, f: F) -> impl Future<Output = Result<R, Unavailable>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Shard) -> R + Send + 'static,
+    {
+        let this = *self;
+        async move { this.call(s, f).await.map_err(Unavailable::from) }
+    }
+}
