@@ -231,7 +231,7 @@ fn metrics_prometheus(a: &Agent) {
     ] {
         assert!(
             text.lines()
-                .any(|l| l.starts_with(&format!("# TYPE {family} "))),
+                .any(|l| l.starts_with(&format!("# TYPE {family}"))),
             "family {family} has a TYPE line: {r:?}"
         );
     }
