@@ -90,7 +90,14 @@ impl Conn {
     }
 }
 
-fn kv_load(addr: &str, op: KvOp, clients: usize, seconds: u64, value_size: usize, keys: usize) -> Result<()> {
+fn kv_load(
+    addr: &str,
+    op: KvOp,
+    clients: usize,
+    seconds: u64,
+    value_size: usize,
+    keys: usize,
+) -> Result<()> {
     let value = vec![b'x'; value_size];
     if op == KvOp::Get {
         let mut c = Conn::open(addr)?;
@@ -107,7 +114,7 @@ fn kv_load(addr: &str, op: KvOp, clients: usize, seconds: u64, value_size: usize
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
             let mut c = Conn::open(&addr)?;
             let mut errors = 0u64;
-            let mut n = t;
+            let mut n = t as u64;
             while !stop.load(Ordering::Relaxed) {
                 n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let k = (n >> 33) as usize % keys;
@@ -133,7 +140,9 @@ fn kv_load(addr: &str, op: KvOp, clients: usize, seconds: u64, value_size: usize
     let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut errors = 0;
     for t in threads {
-        let (h, e) = t.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+        let (h, e) = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
         total.add(h)?;
         errors += e;
     }

@@ -91,8 +91,22 @@ pub async fn apply<B: Backend>(
         }
         Command::DeregisterNode { node } => {
             let owner = owner_of(&node, n);
-            b.on_shard(owner, move |s| s.deregister_node(idx, &node))
+            let name = node.clone();
+            b.on_shard(owner, move |s| s.deregister_node(idx, &name))
                 .await?;
+            // As Consul: a node's sessions die with its registration.
+            let bound = b
+                .on_shard(0, move |s| {
+                    s.sessions()
+                        .on_node(&node)
+                        .into_iter()
+                        .map(|x| x.id)
+                        .collect::<Vec<_>>()
+                })
+                .await?;
+            for id in bound {
+                on_all(b, move |s| s.session_destroy(idx, at_ms, &id)).await?;
+            }
             CommandResult::Bool(true)
         }
     })

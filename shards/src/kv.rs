@@ -132,6 +132,11 @@ impl KvTable {
     }
 
     fn tombstone_index(&self, prefix: &str) -> u64 {
+        // A delete-tree of "" leaves no tombstone, so the whole table is listed at the table
+        // index (as Consul's kvsListTxn does); older tombstones would report a stale one.
+        if prefix.is_empty() {
+            return self.index;
+        }
         prefix_range(&self.tombstones, prefix)
             .map(|(_, i)| *i)
             .max()
@@ -325,6 +330,10 @@ impl KvTable {
                 }
                 let e = self.set_entry(idx, new_entry(op), true, touched, undo);
                 Ok(vec![without_value(e)])
+            }
+            // Consul rejects these as invalid requests (HTTP 500), not as a false condition.
+            KvVerb::Lock | KvVerb::Unlock if op.session.is_empty() => {
+                Err(KvFailure::Invalid("missing session".to_string()))
             }
             KvVerb::Lock => {
                 if !sessions.contains_key(&op.session) {

@@ -35,7 +35,10 @@ impl QueryOpts {
             consistent: q.has("consistent"),
             pretty: q.has("pretty"),
             wait: DEFAULT_WAIT,
-            filter: q.get("filter").filter(|f| !f.is_empty()).map(str::to_string),
+            filter: q
+                .get("filter")
+                .filter(|f| !f.is_empty())
+                .map(str::to_string),
             ..QueryOpts::default()
         };
         if o.stale && o.consistent {
@@ -121,6 +124,9 @@ pub fn with_meta(r: Response, index: u64) -> Response {
     let c = core();
     let view = c.raft_view.borrow();
     r.with_header("X-Consul-Index", index.to_string())
-        .with_header("X-Consul-KnownLeader", if view.known_leader() { "true" } else { "false" })
+        .with_header(
+            "X-Consul-KnownLeader",
+            if view.known_leader() { "true" } else { "false" },
+        )
         .with_header("X-Consul-LastContact", view.last_contact_ms.to_string())
 }

@@ -22,9 +22,11 @@ pub struct Obj<'a>(&'a simd_json::owned::Object);
 
 impl<'a> Obj<'a> {
     pub fn of(v: &'a OwnedValue, what: &str) -> ApiResult<Obj<'a>> {
-        v.as_object()
-            .map(Obj)
-            .ok_or_else(|| ApiError::bad(format!("Request decode failed: {what} must be a JSON object")))
+        v.as_object().map(Obj).ok_or_else(|| {
+            ApiError::bad(format!(
+                "Request decode failed: {what} must be a JSON object"
+            ))
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&'a OwnedValue> {
@@ -45,14 +47,20 @@ impl<'a> Obj<'a> {
     pub fn str(&self, name: &str) -> ApiResult<Option<&'a str>> {
         match self.field(name) {
             None => Ok(None),
-            Some(v) => v.as_str().map(Some).ok_or_else(|| wrong_type(name, "string")),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| wrong_type(name, "string")),
         }
     }
 
     pub fn u64(&self, name: &str) -> ApiResult<Option<u64>> {
         match self.field(name) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| wrong_type(name, "unsigned integer")),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| wrong_type(name, "unsigned integer")),
         }
     }
 
@@ -64,9 +72,15 @@ impl<'a> Obj<'a> {
         match self.field(name) {
             None => Ok(None),
             Some(v) => {
-                let arr = v.as_array().ok_or_else(|| wrong_type(name, "array of strings"))?;
+                let arr = v
+                    .as_array()
+                    .ok_or_else(|| wrong_type(name, "array of strings"))?;
                 arr.iter()
-                    .map(|x| x.as_str().map(str::to_string).ok_or_else(|| wrong_type(name, "array of strings")))
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| wrong_type(name, "array of strings"))
+                    })
                     .collect::<ApiResult<Vec<String>>>()
                     .map(Some)
             }
@@ -82,12 +96,15 @@ impl<'a> Obj<'a> {
 }
 
 fn wrong_type(name: &str, want: &str) -> ApiError {
-    ApiError::bad(format!("Request decode failed: field {name:?} must be a {want}"))
+    ApiError::bad(format!(
+        "Request decode failed: field {name:?} must be a {want}"
+    ))
 }
 
 /// Go duration syntax ("10s", "1m30s", "500ms"), as Consul parses durations.
 pub fn duration(s: &str) -> Result<std::time::Duration, String> {
-    let ns = go_parse_duration::parse_duration(s).map_err(|_| format!("time: invalid duration {s:?}"))?;
+    let ns = go_parse_duration::parse_duration(s)
+        .map_err(|_| format!("time: invalid duration {s:?}"))?;
     if ns < 0 {
         return Err(format!("time: negative duration {s:?}"));
     }
@@ -100,7 +117,9 @@ mod tests {
 
     #[test]
     fn keys_are_case_insensitive() {
-        let v = parse(br#"{"name":"a","TTL":"10s","Checks":["x"]}"#).unwrap().unwrap();
+        let v = parse(br#"{"name":"a","TTL":"10s","Checks":["x"]}"#)
+            .unwrap()
+            .unwrap();
         let o = Obj::of(&v, "body").unwrap();
         assert_eq!(o.str("Name").unwrap(), Some("a"));
         assert_eq!(o.str("ttl").unwrap(), Some("10s"));

@@ -49,7 +49,11 @@ impl From<&KvEntry> for KvOut {
             lock_index: e.lock_index,
             key: e.key.clone(),
             flags: e.flags,
-            value: if e.value.is_empty() { None } else { Some(b64(&e.value)) },
+            value: if e.value.is_empty() {
+                None
+            } else {
+                Some(b64(&e.value))
+            },
             session: e.session.clone(),
             create_index: e.create_index,
             modify_index: e.modify_index,
@@ -99,14 +103,21 @@ impl From<&Session> for SessionOut {
             lock_delay: s.lock_delay_ns,
             behavior: s.behavior.as_str(),
             ttl: s.ttl.clone(),
-            node_checks: if s.node_checks.is_empty() { None } else { Some(s.node_checks.clone()) },
+            node_checks: if s.node_checks.is_empty() {
+                None
+            } else {
+                Some(s.node_checks.clone())
+            },
             service_checks: if s.service_checks.is_empty() {
                 None
             } else {
                 Some(
                     s.service_checks
                         .iter()
-                        .map(|c| ServiceCheckOut { id: c.id.clone(), namespace: c.namespace.clone() })
+                        .map(|c| ServiceCheckOut {
+                            id: c.id.clone(),
+                            namespace: c.namespace.clone(),
+                        })
                         .collect(),
                 )
             },

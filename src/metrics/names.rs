@@ -18,6 +18,8 @@ pub const RAFT_STATE_LEADER: &str = "consul.raft.state.leader";
 /// Counter: elections started by this server.
 pub const RAFT_STATE_CANDIDATE: &str = "consul.raft.state.candidate";
 /// Gauge: 1 while this server is the leader, else 0.
+/// Muster's 0/1 leadership gauge under the name the issue tracker and dashboards ask for.
+pub const RAFT_LEADER: &str = "consul.raft.leader";
 pub const SERVER_IS_LEADER: &str = "consul.server.isLeader";
 /// Sample (ms): time to apply a KV update.
 pub const KVS_APPLY: &str = "consul.kvs.apply";
@@ -82,6 +84,11 @@ pub const CONSUL_DEFAULTS: &[MetricDef] = &[
         RAFT_STATE_CANDIDATE,
         MetricKind::Counter,
         "Raft elections started by this server.",
+    ),
+    def(
+        RAFT_LEADER,
+        MetricKind::Gauge,
+        "1 while this server is the raft leader, else 0.",
     ),
     def(
         SERVER_IS_LEADER,

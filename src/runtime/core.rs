@@ -53,6 +53,8 @@ pub struct Core {
     pub shard: Option<(usize, RefCell<Shard>)>,
     pub watchers: RefCell<Watchers>,
     pub raft_view: RefCell<RaftView>,
+    /// The loaded configuration, for reloads (kept current on the HTTP executor).
+    pub config: RefCell<Option<Arc<crate::config::Config>>>,
 }
 
 thread_local! {
@@ -106,17 +108,13 @@ impl Shards {
         Shards { shed: true }
     }
 
-    async fn run<R, F>(&self, s: usize, f: F) -> Result<R, CallError>
+    async fn run<R, F>(self, s: usize, f: F) -> Result<R, CallError>
     where
         R: Send + 'static,
         F: FnOnce(&Core) -> R + Send + 'static,
     {
         let c = core();
-        let target = *c
-            .placement
-            .shards
-            .get(s)
-            .ok_or(CallError::Unavailable(s))?;
+        let target = *c.placement.shards.get(s).ok_or(CallError::Unavailable(s))?;
         let job = move || {
             let c = core();
             std::future::ready(f(&c))
@@ -129,7 +127,7 @@ impl Shards {
     }
 
     /// Runs `f` on shard `s` with errors that tell a full queue from a dead one.
-    pub async fn call<R, F>(&self, s: usize, f: F) -> Result<R, CallError>
+    pub async fn call<R, F>(self, s: usize, f: F) -> Result<R, CallError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Shard) -> R + Send + 'static,
@@ -140,7 +138,7 @@ impl Shards {
     /// Runs query `q` on shard `s`; if its index is not above `min_index`, registers a wait on
     /// `key` in the same step.
     pub async fn poll<T, Q>(
-        &self,
+        self,
         s: usize,
         min_index: u64,
         key: WatchKey,
@@ -164,7 +162,7 @@ impl Shards {
     /// Registers a wait on `key` at shard `s` unless `still(shard)` says the state already
     /// moved past what the caller saw.
     pub async fn watch<S>(
-        &self,
+        self,
         s: usize,
         key: WatchKey,
         moved: S,

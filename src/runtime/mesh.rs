@@ -11,7 +11,9 @@ use std::sync::Arc;
 use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
-use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
+use glommio::channels::shared_channel::{
+    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
 
 use muster_shards::coord::Unavailable;
 
@@ -213,7 +215,10 @@ impl Mesh {
         if let Err(e) = sent {
             self.depths.sub(self.me, target);
             return Err(match (full, e) {
-                (Full::Shed, glommio::GlommioError::WouldBlock(_)) => CallError::Busy(target),
+                (Full::Shed, glommio::GlommioError::WouldBlock(_)) => {
+                    crate::metrics::incr_counter(crate::metrics::names::MESH_QUEUE_FULL, &[], 1.0);
+                    CallError::Busy(target)
+                }
                 _ => CallError::Unavailable(target),
             });
         }

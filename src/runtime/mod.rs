@@ -19,8 +19,7 @@ use muster_shards::shard::Shard;
 use self::core::{Core, Queues, RaftView};
 use self::placement::Placement;
 
-/// The Consul API version Muster answers as (clients parse it to decide which features exist).
-pub const CONSUL_COMPAT_VERSION: &str = "1.22.0";
+pub use crate::config::CONSUL_COMPAT_VERSION;
 
 /// glommio wants at least 512 KiB of lockable memory per executor; 1 MiB fits the default
 /// memlock limit of most systems without `cap_ipc_lock`.
@@ -71,6 +70,33 @@ impl Settings {
             kv_max_value_size: 512 * 1024,
             session_ttl_min: Duration::from_secs(10),
             raft_snapshot_threshold: 16_384,
+        }
+    }
+
+    /// The runtime's view of a loaded agent configuration.
+    pub fn from_config(c: &crate::config::Config) -> Settings {
+        Settings {
+            node_name: c.node_name.clone(),
+            node_id: c.node_id.clone(),
+            datacenter: c.datacenter.clone(),
+            advertise_addr: c.advertise_addr,
+            client_addrs: if c.addresses.http.is_empty() {
+                c.client_addrs.clone()
+            } else {
+                c.addresses.http.clone()
+            },
+            http_port: c.ports.http,
+            dns_port: c.ports.dns,
+            serf_lan_port: c.ports.serf_lan.unwrap_or(8301),
+            serf_wan_port: c.ports.serf_wan.unwrap_or(8302),
+            server_port: c.ports.server.unwrap_or(8300),
+            server: c.server,
+            bootstrap: c.bootstrap,
+            dev: c.dev,
+            cores: Some(c.cores),
+            kv_max_value_size: usize::try_from(c.limits.kv_max_value_size).unwrap_or(usize::MAX),
+            session_ttl_min: c.session_ttl_min,
+            raft_snapshot_threshold: c.raft.snapshot_threshold,
         }
     }
 
@@ -131,8 +157,8 @@ fn online_cpus() -> Vec<usize> {
 
 fn spawn_signal_thread(control: Arc<Control>) -> Result<(), RuntimeError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(RuntimeError::Signals)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(RuntimeError::Signals)?;
     std::thread::Builder::new()
         .name("muster-signals".into())
         .spawn(move || {
@@ -151,7 +177,15 @@ fn spawn_signal_thread(control: Arc<Control>) -> Result<(), RuntimeError> {
 }
 
 /// Runs the agent until shutdown.
-pub fn start(settings: Settings) -> Result<(), RuntimeError> {
+pub fn start(config: crate::config::Config) -> Result<(), RuntimeError> {
+    let settings = Settings::from_config(&config);
+    run(settings, Some(config))
+}
+
+/// Runs an agent with the given settings until shutdown. `config`, when given, is what a
+/// reload re-reads.
+pub fn run(settings: Settings, config: Option<crate::config::Config>) -> Result<(), RuntimeError> {
+    let config = config.map(Arc::new);
     let mut cpus = online_cpus();
     let want = settings.cores.unwrap_or(cpus.len()).max(1);
     // More executors than CPUs is allowed (tests run -cores 2 anywhere); they then share CPUs.
@@ -161,7 +195,10 @@ pub fn start(settings: Settings) -> Result<(), RuntimeError> {
     }
     cpus.truncate(want);
     let placement = Arc::new(Placement::new(cpus));
-    log::info!("placement ({} executors):\n{placement}", placement.executors);
+    log::info!(
+        "placement ({} executors):\n{placement}",
+        placement.executors
+    );
     let settings = Arc::new(settings);
     let control = Arc::new(Control::default());
     spawn_signal_thread(control.clone())?;
@@ -169,12 +206,13 @@ pub fn start(settings: Settings) -> Result<(), RuntimeError> {
     let mut handles = Vec::new();
     for (i, ends) in mesh::build(placement.executors).into_iter().enumerate() {
         let (p, s, c) = (placement.clone(), settings.clone(), control.clone());
+        let cfg = config.clone();
         let cpu = placement.cpus[i];
         let h = LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
             .name(&format!("muster-{i}"))
             .io_memory(IO_MEMORY)
             .spawn(move || async move {
-                let r = core_main(i, ends, p, s, c.clone()).await;
+                let r = core_main(i, ends, p, s, c.clone(), cfg).await;
                 if let Err(e) = &r {
                     log::error!("executor {i}: {e}");
                     c.request_shutdown();
@@ -205,19 +243,54 @@ pub fn start(settings: Settings) -> Result<(), RuntimeError> {
     }
 }
 
+/// Re-reads the configuration sources and applies what can change without a restart (the log
+/// level today; services, checks and watches with their issue). The files are read on
+/// glommio's blocking pool, never on the reactor.
+pub async fn reload() -> Result<(), String> {
+    let c = self::core::core();
+    let Some(current) = c.config.borrow().clone() else {
+        return Ok(());
+    };
+    let fresh = glommio::executor()
+        .spawn_blocking(move || current.reload())
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::cli::logger::set_level(fresh.log.level);
+    log::info!("configuration reloaded");
+    *c.config.borrow_mut() = Some(Arc::new(fresh));
+    Ok(())
+}
+
 async fn core_main(
     id: usize,
     ends: mesh::MeshEnds,
     placement: Arc<Placement>,
     settings: Arc<Settings>,
     control: Arc<Control>,
+    config: Option<Arc<crate::config::Config>>,
 ) -> Result<(), RuntimeError> {
     let ex = glommio::executor();
     let queues = Queues {
-        http: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "http"),
-        dns: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "dns"),
-        raft: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(2)), "raft"),
-        mesh: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "mesh"),
+        http: ex.create_task_queue(
+            Shares::Static(1000),
+            Latency::Matters(Duration::from_millis(1)),
+            "http",
+        ),
+        dns: ex.create_task_queue(
+            Shares::Static(1000),
+            Latency::Matters(Duration::from_millis(1)),
+            "dns",
+        ),
+        raft: ex.create_task_queue(
+            Shares::Static(1000),
+            Latency::Matters(Duration::from_millis(2)),
+            "raft",
+        ),
+        mesh: ex.create_task_queue(
+            Shares::Static(1000),
+            Latency::Matters(Duration::from_millis(1)),
+            "mesh",
+        ),
         background: ex.create_task_queue(Shares::Static(100), Latency::NotImportant, "background"),
     };
     let mesh = ends.connect(queues.mesh).await;
@@ -237,9 +310,14 @@ async fn core_main(
         shard,
         watchers: RefCell::default(),
         raft_view: RefCell::new(RaftView::default()),
+        config: RefCell::new(config),
     });
     self::core::install(core.clone());
 
+    if id == 0 {
+        crate::metrics::register_defaults(crate::metrics::names::CONSUL_DEFAULTS);
+        crate::metrics::register_defaults(crate::metrics::names::MUSTER_DEFAULTS);
+    }
     let mut result = Ok(());
     if id == placement.raft {
         glommio::spawn_local_into(raftcore::run(), queues.raft)
@@ -253,12 +331,18 @@ async fn core_main(
                 match glommio::net::TcpListener::bind(addr) {
                     Ok(l) => {
                         log::info!("HTTP API on http://{addr}");
-                        let handler: Rc<dyn crate::http::server::Handler> = Rc::new(crate::http::api::Api);
+                        let handler: Rc<dyn crate::http::server::Handler> =
+                            Rc::new(crate::http::api::Api);
                         let tq = queues.http;
                         glommio::spawn_local_into(
                             async move {
-                                if let Err(e) =
-                                    crate::http::server::serve(l, handler, crate::http::server::Limits::default(), Some(tq)).await
+                                if let Err(e) = crate::http::server::serve(
+                                    l,
+                                    handler,
+                                    crate::http::server::Limits::default(),
+                                    Some(tq),
+                                )
+                                .await
                                 {
                                     log::error!("HTTP server on {addr} stopped: {e}");
                                 }
@@ -269,15 +353,26 @@ async fn core_main(
                         .detach();
                     }
                     Err(e) => {
-                        result = Err(RuntimeError::Listen { addr, err: e.to_string() });
+                        result = Err(RuntimeError::Listen {
+                            addr,
+                            err: e.to_string(),
+                        });
                         control.request_shutdown();
                     }
                 }
             }
         }
     }
+    let mut reloads_seen = control.reloads();
     while !control.shutting_down() {
         glommio::timer::sleep(Duration::from_millis(50)).await;
+        // SIGHUP is handled by the HTTP executor, which also serves `/v1/agent/reload`.
+        if id == placement.http && control.reloads() != reloads_seen {
+            reloads_seen = control.reloads();
+            if let Err(e) = reload().await {
+                log::error!("reload failed: {e}");
+            }
+        }
     }
     if id == placement.raft {
         raftcore::shutdown().await;

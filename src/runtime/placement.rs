@@ -102,8 +102,16 @@ impl fmt::Display for Placement {
                 "{:<9} {:<4} {:<23} {}",
                 e,
                 self.cpus.get(e).copied().unwrap_or(0),
-                if roles.is_empty() { "-".to_string() } else { roles.join(",") },
-                if shards.is_empty() { "-".to_string() } else { shards.join(",") }
+                if roles.is_empty() {
+                    "-".to_string()
+                } else {
+                    roles.join(",")
+                },
+                if shards.is_empty() {
+                    "-".to_string()
+                } else {
+                    shards.join(",")
+                }
             )?;
         }
         Ok(())

@@ -32,7 +32,10 @@ impl Applier for MusterApplier {
     fn apply(&self, batch: Vec<(u64, Proposal)>) -> LocalBoxFuture<'static, Vec<CommandResult>> {
         async move {
             let n = batch.len();
-            let entries = batch.into_iter().map(|(i, p)| (i, p.at_ms, p.cmd)).collect();
+            let entries = batch
+                .into_iter()
+                .map(|(i, p)| (i, p.at_ms, p.cmd))
+                .collect();
             let out = match coord::apply_batch(&Shards::default(), entries).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -49,9 +52,11 @@ impl Applier for MusterApplier {
 
     fn export(&self) -> LocalBoxFuture<'static, Vec<u8>> {
         async move {
-            let parts = coord::on_all(&Shards::default(), |s| simd_json::to_vec(&*s).unwrap_or_default())
-                .await
-                .unwrap_or_default();
+            let parts = coord::on_all(&Shards::default(), |s| {
+                simd_json::to_vec(&*s).unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default();
             simd_json::to_vec(&parts).unwrap_or_default()
         }
         .boxed_local()
@@ -115,7 +120,15 @@ pub async fn run() {
         snapshot_logs: s.raft_snapshot_threshold,
         ..RaftConfigKnobs::default()
     };
-    let server = match RaftServer::start_single(DEV_NODE_ID, me, MusterApplier, MemLogStore::default(), knobs).await {
+    let server = match RaftServer::start_single(
+        DEV_NODE_ID,
+        me,
+        MusterApplier,
+        MemLogStore::default(),
+        knobs,
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             log::error!("raft failed to start: {e}");
@@ -153,7 +166,10 @@ fn current_view() -> RaftView {
     };
     let leader = n.server.leader();
     RaftView {
-        leader_addr: leader.as_ref().map(|(_, l)| l.addr.clone()).unwrap_or_default(),
+        leader_addr: leader
+            .as_ref()
+            .map(|(_, l)| l.addr.clone())
+            .unwrap_or_default(),
         leader_name: leader.map(|(_, l)| l.name).unwrap_or_default(),
         is_leader: n.server.is_leader(),
         last_contact_ms: n.server.last_contact_ms(),
@@ -176,10 +192,15 @@ async fn publish_view() {
 async fn register_self() -> ApiResult<()> {
     let s = core().settings.clone();
     let addr = s.advertise_addr.to_string();
-    let tagged = [("lan", &addr), ("lan_ipv4", &addr), ("wan", &addr), ("wan_ipv4", &addr)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
+    let tagged = [
+        ("lan", &addr),
+        ("lan_ipv4", &addr),
+        ("wan", &addr),
+        ("wan_ipv4", &addr),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.clone()))
+    .collect();
     let reg = NodeRegistration {
         node: Node {
             id: s.node_id.clone(),
@@ -189,7 +210,10 @@ async fn register_self() -> ApiResult<()> {
             tagged_addresses: tagged,
             meta: [
                 ("consul-network-segment".to_string(), String::new()),
-                ("consul-version".to_string(), super::CONSUL_COMPAT_VERSION.to_string()),
+                (
+                    "consul-version".to_string(),
+                    super::CONSUL_COMPAT_VERSION.to_string(),
+                ),
             ]
             .into_iter()
             .collect(),
@@ -228,7 +252,13 @@ where
 async fn propose_here(cmd: Command) -> ApiResult<(u64, CommandResult)> {
     let n = node().ok_or(ApiError::NoLeader)?;
     let started = Instant::now();
-    let r = n.server.write(Proposal { at_ms: now_ms(), cmd }).await;
+    let r = n
+        .server
+        .write(Proposal {
+            at_ms: now_ms(),
+            cmd,
+        })
+        .await;
     crate::metrics::measure_since("consul.raft.commitTime", &[], started);
     r.map_err(|e| match e {
         WriteError::NotLeader { .. } => ApiError::NoLeader,
@@ -326,7 +356,9 @@ async fn session_timer(n: Rc<RaftNode>, id: String) {
 pub async fn destroy_session(id: String) -> ApiResult<()> {
     on_raft(move |n| async move {
         n.session_deadlines.borrow_mut().remove(&id);
-        propose_here(Command::SessionDestroy { id }).await.map(|_| ())
+        propose_here(Command::SessionDestroy { id })
+            .await
+            .map(|_| ())
     })
     .await
 }

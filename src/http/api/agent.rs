@@ -37,7 +37,13 @@ pub fn local_member(s: &Settings) -> MemberOut {
         tags.insert(k.to_string(), v);
     };
     tag("acls", "0".into());
-    tag("build", format!("{CONSUL_COMPAT_VERSION}:muster-{}", env!("CARGO_PKG_VERSION")));
+    tag(
+        "build",
+        format!(
+            "{CONSUL_COMPAT_VERSION}:muster-{}",
+            env!("CARGO_PKG_VERSION")
+        ),
+    );
     tag("dc", s.datacenter.clone());
     tag("id", s.node_id.clone());
     tag("segment", String::new());
@@ -131,12 +137,18 @@ fn agent_self(cx: &Ctx) -> Response {
     let mut stats = BTreeMap::new();
     stats.insert(
         "agent",
-        BTreeMap::from([("check_monitors", "0".to_string()), ("check_ttls", "0".to_string())]),
+        BTreeMap::from([
+            ("check_monitors", "0".to_string()),
+            ("check_ttls", "0".to_string()),
+        ]),
     );
     stats.insert(
         "raft",
         BTreeMap::from([
-            ("state", if view.is_leader { "Leader" } else { "Follower" }.to_string()),
+            (
+                "state",
+                if view.is_leader { "Leader" } else { "Follower" }.to_string(),
+            ),
             ("term", view.term.to_string()),
         ]),
     );
@@ -186,7 +198,11 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
             if cx.req.query.has("wan") && !core().settings.server {
                 return Ok(json_response(200, &Vec::<MemberOut>::new(), cx.opts.pretty));
             }
-            Ok(json_response(200, &[local_member(&core().settings)], cx.opts.pretty))
+            Ok(json_response(
+                200,
+                &[local_member(&core().settings)],
+                cx.opts.pretty,
+            ))
         }
         "metrics" => {
             allow(&cx, &[Method::Get])?;
@@ -200,7 +216,7 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
         }
         "reload" => {
             allow(&cx, &[Method::Put])?;
-            core().control.request_reload();
+            crate::runtime::reload().await.map_err(ApiError::Internal)?;
             Ok(Response::new(200))
         }
         _ => Err(ApiError::NotFound(format!("/v1/agent/{tail}: not found"))),

@@ -14,7 +14,11 @@ use crate::runtime::watch::WatchKey;
 pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
     allow(&cx, &[Method::Get])?;
     match tail {
-        "datacenters" => Ok(json_response(200, &[core().settings.datacenter.clone()], cx.opts.pretty)),
+        "datacenters" => Ok(json_response(
+            200,
+            &[core().settings.datacenter.clone()],
+            cx.opts.pretty,
+        )),
         "nodes" => nodes(cx).await,
         _ => Err(ApiError::NotFound(format!("/v1/catalog/{tail}: not found"))),
     }
@@ -26,7 +30,12 @@ async fn nodes(cx: Ctx) -> ApiResult<Response> {
             min,
             WatchKey::Table(Table::Nodes),
             |s| s.catalog().nodes_index(),
-            |s| (s.catalog().nodes_index(), s.catalog().nodes().cloned().collect::<Vec<Node>>()),
+            |s| {
+                (
+                    s.catalog().nodes_index(),
+                    s.catalog().nodes().cloned().collect::<Vec<Node>>(),
+                )
+            },
             |parts: Vec<(u64, Vec<Node>)>| {
                 let mut idx = 0;
                 let mut all = Vec::new();

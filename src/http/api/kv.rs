@@ -86,9 +86,11 @@ async fn get(cx: Ctx, key: String) -> ApiResult<Response> {
         async move {
             let q = k.clone();
             Ok(Shards::shedding()
-                .poll(owner, min, WatchKey::Key(k), move |s| match s.kv().get(&q) {
-                    Some(e) => (e.modify_index, Some(e.clone())),
-                    None => (s.kv().index(), None),
+                .poll(owner, min, WatchKey::Key(k), move |s| {
+                    match s.kv().get(&q) {
+                        Some(e) => (e.modify_index, Some(e.clone())),
+                        None => (s.kv().index(), None),
+                    }
                 })
                 .await?)
         }
@@ -103,9 +105,15 @@ async fn get(cx: Ctx, key: String) -> ApiResult<Response> {
         } else {
             "application/octet-stream"
         };
-        return Ok(with_meta(Response::new(200).with_body(ct, e.value.clone()), idx));
+        return Ok(with_meta(
+            Response::new(200).with_body(ct, e.value.clone()),
+            idx,
+        ));
     }
-    Ok(with_meta(json_response(200, &[KvOut::from(&e)], cx.opts.pretty), idx))
+    Ok(with_meta(
+        json_response(200, &[KvOut::from(&e)], cx.opts.pretty),
+        idx,
+    ))
 }
 
 fn merge_parts<T>(parts: Vec<(u64, u64, Vec<T>)>) -> (u64, Vec<T>) {
@@ -175,7 +183,10 @@ async fn put(cx: Ctx, key: String) -> ApiResult<Response> {
             .call(owner, move |s| s.lock_delay_remaining(&k, now))
             .await?;
         if delay > 0 {
-            log::warn!("rejecting lock of {:?} due to lock-delay ({delay} ms left)", op.key);
+            log::warn!(
+                "rejecting lock of {:?} due to lock-delay ({delay} ms left)",
+                op.key
+            );
             return Ok(bool_response(false, cx.opts.pretty));
         }
     }
@@ -188,7 +199,9 @@ async fn write(cmd: Command) -> ApiResult<bool> {
     match raftcore::propose(cmd).await?.1 {
         CommandResult::Bool(b) => Ok(b),
         CommandResult::Error(e) => Err(ApiError::Internal(e)),
-        other => Err(ApiError::Internal(format!("unexpected apply result {other:?}"))),
+        other => Err(ApiError::Internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
     }
 }
 

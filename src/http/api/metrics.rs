@@ -31,7 +31,9 @@ fn sample_gauges() {
     }
     let view = c.raft_view.borrow();
     if c.id == c.placement.raft {
-        metrics::set_gauge("consul.raft.leader", &[], if view.is_leader { 1.0 } else { 0.0 });
+        let leader = if view.is_leader { 1.0 } else { 0.0 };
+        metrics::set_gauge(metrics::names::RAFT_LEADER, &[], leader);
+        metrics::set_gauge(metrics::names::SERVER_IS_LEADER, &[], leader);
     }
 }
 

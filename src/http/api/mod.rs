@@ -9,7 +9,6 @@ pub use session::SERF_CHECK_ID;
 mod status;
 mod txn;
 
-use std::future::Future;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{join_all, LocalBoxFuture};
@@ -43,7 +42,11 @@ impl Handler for Api {
                 Ok(r) => r,
                 Err(e) => e.into_response(),
             };
-            crate::metrics::measure_since("muster.http.request", &[("route", route.to_string())], started);
+            crate::metrics::measure_since(
+                "muster.http.request",
+                &[("route", route.to_string())],
+                started,
+            );
             resp
         }
         .boxed_local()
@@ -52,9 +55,18 @@ impl Handler for Api {
 
 /// A low-cardinality label for request metrics: the API group.
 fn route_label(path: &str) -> &'static str {
-    const GROUPS: [&str; 9] = ["kv", "session", "txn", "status", "agent", "catalog", "operator", "health", "event"];
-    let group = path.strip_prefix("/v1/").and_then(|p| p.split('/').next()).unwrap_or("");
-    GROUPS.iter().find(|g| **g == group).copied().unwrap_or("other")
+    const GROUPS: [&str; 9] = [
+        "kv", "session", "txn", "status", "agent", "catalog", "operator", "health", "event",
+    ];
+    let group = path
+        .strip_prefix("/v1/")
+        .and_then(|p| p.split('/').next())
+        .unwrap_or("");
+    GROUPS
+        .iter()
+        .find(|g| **g == group)
+        .copied()
+        .unwrap_or("other")
 }
 
 async fn dispatch(req: Request) -> ApiResult<Response> {
@@ -87,7 +99,9 @@ pub fn allow(cx: &Ctx, allowed: &[Method]) -> ApiResult<()> {
     if allowed.contains(&cx.req.method) {
         Ok(())
     } else {
-        Err(ApiError::MethodNotAllowed(cx.req.method.as_str().to_string()))
+        Err(ApiError::MethodNotAllowed(
+            cx.req.method.as_str().to_string(),
+        ))
     }
 }
 
@@ -106,19 +120,19 @@ pub fn now_ms() -> u64 {
 /// A scatter-gather read that can block: `gather` runs on every shard and returns its part;
 /// `merge` makes the answer and its index. When the index has not passed `min`, a wait on
 /// `key` is registered on every shard whose `version` has not moved since its part was read.
-pub fn scatter<T, R, G, M>(
+pub async fn scatter<T, R, G, M>(
     min: u64,
     key: WatchKey,
     version: fn(&Shard) -> u64,
     gather: G,
     merge: M,
-) -> impl Future<Output = ApiResult<Polled<(u64, R)>>>
+) -> ApiResult<Polled<(u64, R)>>
 where
     T: Send + 'static,
     G: Fn(&mut Shard) -> T + Send + Clone + 'static,
     M: FnOnce(Vec<T>) -> (u64, R),
 {
-    async move {
+    {
         let sh = Shards::shedding();
         let n = core().placement.nshards();
         let parts = join_all((0..n).map(|s| {
@@ -133,9 +147,12 @@ where
         if min == 0 || idx > min {
             return Ok(Polled::Ready((idx, r)));
         }
-        let regs = join_all(versions.into_iter().enumerate().map(|(s, v)| {
-            sh.watch(s, key.clone(), move |shard| version(shard) != v)
-        }))
+        let regs = join_all(
+            versions
+                .into_iter()
+                .enumerate()
+                .map(|(s, v)| sh.watch(s, key.clone(), move |shard| version(shard) != v)),
+        )
         .await;
         let mut waits = Vec::with_capacity(n);
         for r in regs {

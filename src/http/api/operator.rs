@@ -57,6 +57,8 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
             };
             Ok(json_response(200, &out, cx.opts.pretty))
         }
-        _ => Err(ApiError::NotFound(format!("/v1/operator/{tail}: not found"))),
+        _ => Err(ApiError::NotFound(format!(
+            "/v1/operator/{tail}: not found"
+        ))),
     }
 }

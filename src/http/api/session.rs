@@ -121,9 +121,9 @@ fn parse_create(body: &[u8], node: &str) -> ApiResult<(Session, Option<Duration>
         s.node_checks = c;
     }
     if let Some(v) = o.get("ServiceChecks").filter(|v| !v.is_null()) {
-        let arr = v
-            .as_array()
-            .ok_or_else(|| ApiError::bad("Request decode failed: ServiceChecks must be an array"))?;
+        let arr = v.as_array().ok_or_else(|| {
+            ApiError::bad("Request decode failed: ServiceChecks must be an array")
+        })?;
         for c in arr {
             let c = Obj::of(c, "ServiceChecks element")?;
             s.service_checks.push(ServiceCheckRef {
@@ -139,7 +139,9 @@ fn parse_create(body: &[u8], node: &str) -> ApiResult<(Session, Option<Duration>
                 .as_nanos() as u64
         } else if let Some(n) = v.cast_f64() {
             if n < 0.0 {
-                return Err(ApiError::bad("Request decode failed: LockDelay must not be negative"));
+                return Err(ApiError::bad(
+                    "Request decode failed: LockDelay must not be negative",
+                ));
             }
             if n < LOCK_DELAY_SECONDS_BELOW {
                 (n * 1e9) as u64
@@ -147,20 +149,29 @@ fn parse_create(body: &[u8], node: &str) -> ApiResult<(Session, Option<Duration>
                 n as u64
             }
         } else {
-            return Err(ApiError::bad("Request decode failed: LockDelay must be a duration"));
+            return Err(ApiError::bad(
+                "Request decode failed: LockDelay must be a duration",
+            ));
         };
     }
     if let Some(b) = o.str("Behavior")? {
         s.behavior = match b {
             "release" | "" => Behavior::Release,
             "delete" => Behavior::Delete,
-            other => return Err(ApiError::Internal(format!("Invalid Behavior setting '{other}'"))),
+            other => {
+                return Err(ApiError::Internal(format!(
+                    "Invalid Behavior setting '{other}'"
+                )))
+            }
         };
     }
     if let Some(t) = o.str("TTL")? {
         if !t.is_empty() {
-            let d = body::duration(t)
-                .map_err(|e| ApiError::bad(format!("Request decode failed: Session TTL '{t}' invalid: {e}")))?;
+            let d = body::duration(t).map_err(|e| {
+                ApiError::bad(format!(
+                    "Request decode failed: Session TTL '{t}' invalid: {e}"
+                ))
+            })?;
             let min = core().settings.session_ttl_min;
             if !d.is_zero() && (d < min || d > SESSION_TTL_MAX) {
                 return Err(ApiError::Internal(format!(
@@ -207,7 +218,9 @@ async fn create(cx: Ctx) -> ApiResult<Response> {
             Ok(json_response(200, &Created { id }, cx.opts.pretty))
         }
         CommandResult::Error(e) => Err(ApiError::Internal(e)),
-        other => Err(ApiError::Internal(format!("unexpected apply result {other:?}"))),
+        other => Err(ApiError::Internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
     }
 }
 
@@ -230,7 +243,11 @@ async fn renew(cx: Ctx, id: &str) -> ApiResult<Response> {
             raftcore::session_ttl_armed(sess.id.clone(), ttl).await?;
         }
     }
-    Ok(json_response(200, &[SessionOut::from(&sess)], cx.opts.pretty))
+    Ok(json_response(
+        200,
+        &[SessionOut::from(&sess)],
+        cx.opts.pretty,
+    ))
 }
 
 #[cfg(test)]

@@ -40,9 +40,9 @@ struct TxnOut {
 
 fn parse_ops(body: &[u8]) -> ApiResult<Vec<KvOp>> {
     let v = body::parse(body)?.ok_or_else(|| ApiError::bad("Request decode failed: empty body"))?;
-    let arr = v
-        .as_array()
-        .ok_or_else(|| ApiError::bad("Request decode failed: the body must be a JSON array of operations"))?;
+    let arr = v.as_array().ok_or_else(|| {
+        ApiError::bad("Request decode failed: the body must be a JSON array of operations")
+    })?;
     if arr.len() > MAX_TXN_OPS {
         return Err(ApiError::TooLarge(format!(
             "Transaction contains too many operations ({} > {MAX_TXN_OPS})",
@@ -115,7 +115,11 @@ pub async fn handle(cx: Ctx) -> ApiResult<Response> {
             },
         ),
         CommandResult::Error(e) => return Err(ApiError::Internal(e)),
-        other => return Err(ApiError::Internal(format!("unexpected apply result {other:?}"))),
+        other => {
+            return Err(ApiError::Internal(format!(
+                "unexpected apply result {other:?}"
+            )))
+        }
     };
     Ok(with_meta(json_response(status, &out, cx.opts.pretty), idx))
 }
@@ -131,9 +135,17 @@ mod tests {
         assert_eq!(&ops[0].value[..], b"hi");
         assert_eq!(ops[0].flags, 3);
         assert_eq!((ops[1].verb, ops[1].index), (KvVerb::Cas, 7));
-        let many = format!("[{}]", vec![r#"{"KV":{"Verb":"get","Key":"a"}}"#; 65].join(","));
+        let many = format!(
+            "[{}]",
+            vec![r#"{"KV":{"Verb":"get","Key":"a"}}"#; 65].join(",")
+        );
         assert_eq!(parse_ops(many.as_bytes()).unwrap_err().status(), 413);
-        assert_eq!(parse_ops(br#"[{"KV":{"Verb":"explode","Key":"a"}}]"#).unwrap_err().status(), 400);
+        assert_eq!(
+            parse_ops(br#"[{"KV":{"Verb":"explode","Key":"a"}}]"#)
+                .unwrap_err()
+                .status(),
+            400
+        );
         assert_eq!(parse_ops(b"{").unwrap_err().status(), 400);
     }
 }
