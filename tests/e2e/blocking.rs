@@ -12,6 +12,7 @@ per_core!(
     wait_expires_with_same_index,
     stale_index_returns_at_once,
     key_woken_by_put,
+    key_woken_by_delete,
     recurse_woken_by_new_key_and_delete,
     session_list_woken_by_create,
 );
@@ -87,6 +88,20 @@ fn key_woken_by_put(a: &Agent) {
         b"new",
         "{r:?}"
     );
+}
+
+fn key_woken_by_delete(a: &Agent) {
+    a.kv_put("blk/doomed", "v");
+    let idx = a.get("/v1/kv/blk/doomed").ok().index();
+    let c = a.client();
+    let waiter =
+        thread::spawn(move || timed(|| c.get(&format!("/v1/kv/blk/doomed?index={idx}&wait=20s"))));
+    let_it_park();
+    assert!(a.delete("/v1/kv/blk/doomed").bool());
+    let (r, took) = waiter.join().expect("waiter");
+    assert!(took < WAKE_BOUND, "woken by the DELETE: {took:?}");
+    r.status(404);
+    assert!(r.index() > idx, "the delete's index is reported: {r:?}");
 }
 
 fn recurse_woken_by_new_key_and_delete(a: &Agent) {

@@ -13,6 +13,7 @@ use crate::kv::u;
 per_core!(
     kv_put_and_get,
     kv_get_missing,
+    kv_get_recurse_and_keys,
     kv_flags_and_detailed,
     kv_put_from_stdin,
     kv_put_from_file,
@@ -82,6 +83,24 @@ fn kv_get_missing(a: &Agent) {
         "{out:?}"
     );
     assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+fn kv_get_recurse_and_keys(a: &Agent) {
+    for (k, v) in [("cli/r/b", "2"), ("cli/r/a", "1"), ("cli/r/sub/c", "3")] {
+        a.kv_put(k, v);
+    }
+    let out = a.cli(&["kv", "get", "-recurse", "cli/r/"]);
+    assert_eq!(
+        out.success().stdout,
+        "cli/r/a:1\ncli/r/b:2\ncli/r/sub/c:3\n",
+        "{out:?}"
+    );
+    let out = a.cli(&["kv", "get", "-keys", "cli/r/"]);
+    assert_eq!(
+        out.success().stdout,
+        "cli/r/a\ncli/r/b\ncli/r/sub/\n",
+        "-keys lists one level (separator / by default): {out:?}"
+    );
 }
 
 fn kv_flags_and_detailed(a: &Agent) {

@@ -604,6 +604,9 @@ impl Drop for Agent {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.borrow_mut().take() {
             if child.try_wait().ok().flatten().is_none() {
+                if std::thread::panicking() && std::env::var_os("MUSTER_E2E_GDB").is_some() {
+                    dump_threads(child.id());
+                }
                 // SAFETY: our own unreaped child.
                 unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
                 let deadline = Instant::now() + STOP_GRACE;
@@ -624,5 +627,27 @@ impl Drop for Agent {
             );
         }
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// With `MUSTER_E2E_GDB=1`, a failed test prints every thread's backtrace of its agent before
+/// stopping it: the way to see where a hung agent is stuck.
+fn dump_threads(pid: u32) {
+    let out = Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(o) => eprintln!(
+            "---- gdb backtraces of agent pid {pid} ----\n{}",
+            String::from_utf8_lossy(&o.stdout)
+        ),
+        Err(e) => eprintln!("gdb not available: {e}"),
     }
 }

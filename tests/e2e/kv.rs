@@ -21,6 +21,7 @@ per_core!(
     delete_recurse,
     delete_cas,
     cas_race,
+    consistency_modes,
 );
 
 /// The `Session` field of an entry: Consul omits it when no session holds the key.
@@ -397,4 +398,25 @@ fn cas_race(a: &Agent) {
     assert_eq!(winners.len(), 1, "exactly one cas wins: {results:?}");
     let value = a.kv_raw("race/k").expect("value");
     assert_eq!(value, format!("writer-{}", winners[0]).as_bytes());
+}
+
+fn consistency_modes(a: &Agent) {
+    a.kv_put("modes/k", "v");
+    for q in ["", "?consistent", "?stale"] {
+        let r = a.get(&format!("/v1/kv/modes/k{q}"));
+        r.ok();
+        assert_eq!(
+            unb64(r.json()[0]["Value"].as_str().expect("Value")),
+            b"v",
+            "{r:?}"
+        );
+        assert_eq!(r.header("X-Consul-KnownLeader"), Some("true"), "{r:?}");
+        assert!(
+            r.header("X-Consul-LastContact")
+                .is_some_and(|v| v.parse::<u64>().is_ok()),
+            "{r:?}"
+        );
+    }
+    let r = a.get("/v1/kv/modes/k?stale&consistent");
+    r.status(400);
 }

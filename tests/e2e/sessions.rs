@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{run_scenario, unb64, Agent};
+use crate::common::{unb64, Agent};
 use crate::kv::{session_of, u};
 
 per_core!(
@@ -319,12 +319,8 @@ fn lock_delay_zero(a: &Agent) {
     );
 }
 
-/// Takes about 2×TTL, so it runs once, on the multi-core layout where the TTL timer and the
-/// lock live on whatever cores placement gives them.
-#[test]
-fn ttl_invalidation_cores_2() {
-    run_scenario("ttl_invalidation", 2, ttl_invalidation);
-}
+// Takes about 2×TTL (~20 s) per core count; the suite has room for both.
+per_core!(ttl_invalidation);
 
 fn ttl_invalidation(a: &Agent) {
     let s = a.session_create(&json!({"TTL": "10s", "LockDelay": "0s"}));
