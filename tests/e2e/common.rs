@@ -595,8 +595,19 @@ impl Agent {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
+        // Panic messages come first: a backtrace would push them out of the tail.
+        let mut out = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains("panicked at") {
+                out.extend(lines[i..lines.len().min(i + 2)].iter().copied());
+            }
+        }
+        if !out.is_empty() {
+            out.push("-- (panics above; last lines below) --");
+        }
         let from = lines.len().saturating_sub(40);
-        lines[from..].join("\n")
+        out.extend(lines[from..].iter().copied());
+        out.join("\n")
     }
 }
 
