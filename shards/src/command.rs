@@ -2,7 +2,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{HealthCheck, Node};
+use crate::catalog::{HealthCheck, Node, Registration};
 use crate::kv::KvEntry;
 use crate::session::Session;
 
@@ -117,9 +117,18 @@ pub enum Command {
     SessionDestroy {
         id: String,
     },
+    /// A node with its checks (no service): the agent's own node, tests.
     RegisterNode(NodeRegistration),
     DeregisterNode {
         node: String,
+    },
+    /// `/v1/catalog/register` and the agent's sync: node, optional service, checks.
+    Register(Registration),
+    /// `/v1/catalog/deregister`: the node, or one service (with its checks), or one check.
+    Deregister {
+        node: String,
+        service_id: Option<String>,
+        check_id: Option<String>,
     },
 }
 

@@ -8,6 +8,7 @@ use std::future::Future;
 
 use futures::future::join_all;
 
+use crate::catalog::Registration;
 use crate::command::{Command, CommandResult, KvOp, KvVerb, TxnError};
 use crate::kv::{KvEntry, KvFailure};
 use crate::route::shard_for;
@@ -83,34 +84,96 @@ pub async fn apply<B: Backend>(
             CommandResult::Bool(true)
         }
         Command::RegisterNode(reg) => {
-            b.on_shard(owner_of(&reg.node.node, n), move |s| {
-                s.register_node(idx, &reg)
-            })
-            .await?;
-            CommandResult::Bool(true)
+            let r = Registration {
+                node: reg.node,
+                skip_node_update: false,
+                service: None,
+                checks: reg.checks,
+            };
+            register(b, idx, at_ms, r).await?
         }
-        Command::DeregisterNode { node } => {
-            let owner = owner_of(&node, n);
-            let name = node.clone();
-            b.on_shard(owner, move |s| s.deregister_node(idx, &name))
-                .await?;
-            // As Consul: a node's sessions die with its registration.
-            let bound = b
-                .on_shard(0, move |s| {
-                    s.sessions()
-                        .on_node(&node)
-                        .into_iter()
-                        .map(|x| x.id)
-                        .collect::<Vec<_>>()
-                })
-                .await?;
-            for id in bound {
-                on_all(b, move |s| s.session_destroy(idx, at_ms, &id)).await?;
-            }
-            CommandResult::Bool(true)
-        }
+        Command::Register(reg) => register(b, idx, at_ms, reg).await?,
+        Command::DeregisterNode { node } => deregister(b, idx, at_ms, node, None, None).await?,
+        Command::Deregister {
+            node,
+            service_id,
+            check_id,
+        } => deregister(b, idx, at_ms, node, service_id, check_id).await?,
     })
 }
+
+async fn register<B: Backend>(
+    b: &B,
+    idx: u64,
+    at_ms: u64,
+    reg: Registration,
+) -> Result<CommandResult, Unavailable> {
+    let node = reg.node.node.clone();
+    let r = b
+        .on_shard(owner_of(&node, b.nshards()), move |s| s.register(idx, &reg))
+        .await?;
+    match r {
+        Ok(critical) => {
+            invalidate_bound_sessions(b, idx, at_ms, &node, critical, false).await?;
+            Ok(CommandResult::Bool(true))
+        }
+        Err(text) => Ok(CommandResult::Error(text)),
+    }
+}
+
+async fn deregister<B: Backend>(
+    b: &B,
+    idx: u64,
+    at_ms: u64,
+    node: String,
+    service_id: Option<String>,
+    check_id: Option<String>,
+) -> Result<CommandResult, Unavailable> {
+    let whole_node = service_id.is_none() && check_id.is_none();
+    let name = node.clone();
+    let gone = b
+        .on_shard(owner_of(&node, b.nshards()), move |s| {
+            s.deregister(idx, &name, service_id.as_deref(), check_id.as_deref())
+        })
+        .await?;
+    invalidate_bound_sessions(b, idx, at_ms, &node, gone, whole_node).await?;
+    Ok(CommandResult::Bool(true))
+}
+
+/// Destroys the sessions of `node` bound to any of `checks` (or all of its sessions when the
+/// node itself is gone), as Consul does when a check goes critical or disappears.
+async fn invalidate_bound_sessions<B: Backend>(
+    b: &B,
+    idx: u64,
+    at_ms: u64,
+    node: &str,
+    checks: Vec<String>,
+    whole_node: bool,
+) -> Result<(), Unavailable> {
+    if checks.is_empty() && !whole_node {
+        return Ok(());
+    }
+    let n = node.to_string();
+    let doomed = b
+        .on_shard(0, move |s| {
+            s.sessions()
+                .on_node(&n)
+                .into_iter()
+                .filter(|x| {
+                    whole_node
+                        || x.node_checks.iter().any(|c| checks.contains(c))
+                        || x.service_checks.iter().any(|c| checks.contains(&c.id))
+                })
+                .map(|x| x.id)
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    for id in doomed {
+        on_all(b, move |s| s.session_destroy(idx, at_ms, &id)).await?;
+    }
+    Ok(())
+}
+
 
 fn kv_result(r: Result<(), KvFailure>) -> CommandResult {
     match r {

@@ -1,10 +1,10 @@
 //! A shard: the state one core owns, and the operations the coordinator runs on it.
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, HealthCheck, Node};
-use crate::command::{KvOp, NodeRegistration, TxnError};
+use crate::catalog::{Catalog, CatalogChange, Node, Registration};
+use crate::command::{KvOp, TxnError};
 use crate::kv::{KvEntry, KvFailure, KvTable};
 use crate::route::shard_for;
 use crate::session::{Session, SessionTable, MAX_LOCK_DELAY_MS};
@@ -15,6 +15,7 @@ pub enum Table {
     Kv,
     Sessions,
     Nodes,
+    Services,
     Checks,
 }
 
@@ -23,11 +24,15 @@ pub enum Table {
 pub struct Touched {
     pub keys: Vec<String>,
     pub tables: Vec<Table>,
+    /// Services whose instances or health changed (for per-service waiters and the DNS view).
+    pub services: BTreeSet<String>,
+    /// Nodes whose record, services or checks changed.
+    pub nodes: BTreeSet<String>,
 }
 
 impl Touched {
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.tables.is_empty()
+        self.keys.is_empty() && self.tables.is_empty() && self.services.is_empty()
     }
 
     fn table(&mut self, t: Table) {
@@ -216,28 +221,81 @@ impl Shard {
         true
     }
 
-    pub fn register_node(&mut self, idx: u64, reg: &NodeRegistration) {
-        debug_assert!(self.owns(&reg.node.node));
-        self.advance(idx);
-        if self.catalog.ensure_node(idx, reg.node.clone()) {
+    fn note_catalog(&mut self, ch: CatalogChange) {
+        if ch.nodes {
             self.touched.table(Table::Nodes);
         }
-        for c in &reg.checks {
-            let mut c: HealthCheck = c.clone();
-            c.node = reg.node.node.clone();
-            if self.catalog.ensure_check(idx, c) {
-                self.touched.table(Table::Checks);
-            }
+        if ch.services {
+            self.touched.table(Table::Services);
         }
-    }
-
-    pub fn deregister_node(&mut self, idx: u64, node: &str) {
-        debug_assert!(self.owns(node));
-        self.advance(idx);
-        if self.catalog.remove_node(idx, node) {
-            self.touched.table(Table::Nodes);
+        if ch.checks {
             self.touched.table(Table::Checks);
         }
+        self.touched.services.extend(ch.service_names);
+        self.touched.nodes.extend(ch.node_names);
+    }
+
+    /// Checks of `node` that are critical now, as (node, check id): sessions bound to them die.
+    fn critical_checks(&self, node: &str) -> Vec<String> {
+        self.catalog
+            .node_checks(node)
+            .into_iter()
+            .filter(|c| c.status == "critical")
+            .map(|c| c.check_id)
+            .collect()
+    }
+
+    /// A catalog registration on the node's shard. Returns the node's checks that are critical
+    /// afterwards, or Consul's error text.
+    pub fn register(&mut self, idx: u64, reg: &Registration) -> Result<Vec<String>, String> {
+        debug_assert!(self.owns(&reg.node.node));
+        self.advance(idx);
+        let mut ch = CatalogChange::default();
+        let r = self.catalog.register(idx, reg, &mut ch);
+        self.note_catalog(ch);
+        r.map(|()| self.critical_checks(&reg.node.node))
+    }
+
+    /// Deregisters a node, one of its services, or one of its checks. Returns the check IDs
+    /// that no longer exist on the node (sessions bound to them die).
+    pub fn deregister(
+        &mut self,
+        idx: u64,
+        node: &str,
+        service_id: Option<&str>,
+        check_id: Option<&str>,
+    ) -> Vec<String> {
+        debug_assert!(self.owns(node));
+        self.advance(idx);
+        let before: BTreeSet<String> = self
+            .catalog
+            .node_checks(node)
+            .into_iter()
+            .map(|c| c.check_id)
+            .collect();
+        let mut ch = CatalogChange::default();
+        match (service_id, check_id) {
+            (Some(s), _) => {
+                self.catalog.remove_service(idx, node, s, &mut ch);
+            }
+            (None, Some(c)) => {
+                self.catalog.remove_check(idx, node, c, &mut ch);
+            }
+            (None, None) => {
+                self.catalog.remove_node(idx, node, &mut ch);
+            }
+        }
+        if let (Some(_), Some(c)) = (service_id, check_id) {
+            self.catalog.remove_check(idx, node, c, &mut ch);
+        }
+        self.note_catalog(ch);
+        let after: BTreeSet<String> = self
+            .catalog
+            .node_checks(node)
+            .into_iter()
+            .map(|c| c.check_id)
+            .collect();
+        before.difference(&after).cloned().collect()
     }
 
     pub fn node(&self, name: &str) -> Option<Node> {
@@ -247,5 +305,6 @@ impl Shard {
     /// Called after deserializing a snapshot image.
     pub fn rebuild(&mut self) {
         self.kv.rebuild();
+        self.catalog.rebuild();
     }
 }

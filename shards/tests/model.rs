@@ -298,6 +298,9 @@ impl Model {
                 self.nodes.remove(node);
                 Outcome::Bool(true)
             }
+            Command::Register(_) | Command::Deregister { .. } => {
+                unreachable!("the generator makes no service registrations")
+            }
         }
     }
 

@@ -902,6 +902,7 @@ fn deregistering_a_node_destroys_its_sessions_and_releases_their_locks() {
         let reg = NodeRegistration {
             node: Node {
                 node: "n1".into(),
+                address: "127.0.0.1".into(),
                 ..Node::default()
             },
             checks: vec![HealthCheck {

@@ -33,9 +33,10 @@ impl<'a> Obj<'a> {
         if let Some(v) = self.0.get(name) {
             return Some(v);
         }
+        // Consul translates snake_case keys (config-file style) to its CamelCase fields too.
         self.0
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .find(|(k, _)| same_key(k, name))
             .map(|(_, v)| v)
     }
 
@@ -62,6 +63,37 @@ impl<'a> Obj<'a> {
                 .map(Some)
                 .ok_or_else(|| wrong_type(name, "unsigned integer")),
         }
+    }
+
+    pub fn bool(&self, name: &str) -> ApiResult<Option<bool>> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| wrong_type(name, "boolean")),
+        }
+    }
+
+    /// A string-to-string map (Meta, NodeMeta, TaggedAddresses of nodes).
+    pub fn string_map(&self, name: &str) -> ApiResult<Option<std::collections::BTreeMap<String, String>>> {
+        let Some(o) = self.obj(name)? else {
+            return Ok(None);
+        };
+        o.0.iter()
+            .map(|(k, v)| {
+                v.as_str()
+                    .map(|s| (k.to_string(), s.to_string()))
+                    .ok_or_else(|| wrong_type(name, "map of strings"))
+            })
+            .collect::<ApiResult<_>>()
+            .map(Some)
+    }
+
+    /// The field as compact JSON text (kept opaque, e.g. Proxy, Connect).
+    pub fn raw(&self, name: &str) -> Option<String> {
+        self.field(name).map(|v| v.to_string())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a OwnedValue)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     pub fn f64(&self, name: &str) -> Option<f64> {
@@ -91,6 +123,18 @@ impl<'a> Obj<'a> {
         match self.field(name) {
             None => Ok(None),
             Some(v) => Obj::of(v, name).map(Some),
+        }
+    }
+}
+
+fn same_key(k: &str, name: &str) -> bool {
+    let mut a = k.bytes().filter(|b| *b != b'_');
+    let mut b = name.bytes().filter(|b| *b != b'_');
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x.eq_ignore_ascii_case(&y) => {}
+            _ => return false,
         }
     }
 }
@@ -125,6 +169,8 @@ mod tests {
         assert_eq!(o.str("ttl").unwrap(), Some("10s"));
         assert_eq!(o.strings("checks").unwrap(), Some(vec!["x".to_string()]));
         assert!(o.u64("name").is_err());
+        let v = parse(br#"{"enable_tag_override":true}"#).unwrap().unwrap();
+        assert!(Obj::of(&v, "b").unwrap().get("EnableTagOverride").is_some());
     }
 
     #[test]

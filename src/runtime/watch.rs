@@ -13,6 +13,8 @@ pub enum WatchKey {
     Key(String),
     Prefix(String),
     Table(Table),
+    /// One service's instances or health.
+    Service(String),
 }
 
 #[derive(Default)]
@@ -20,6 +22,7 @@ pub struct Watchers {
     keys: HashMap<String, Vec<oneshot::Sender<()>>>,
     prefixes: HashMap<String, Vec<oneshot::Sender<()>>>,
     tables: HashMap<Table, Vec<oneshot::Sender<()>>>,
+    services: HashMap<String, Vec<oneshot::Sender<()>>>,
 }
 
 fn push(list: &mut Vec<oneshot::Sender<()>>, tx: oneshot::Sender<()>) {
@@ -44,6 +47,7 @@ impl Watchers {
             WatchKey::Key(k) => push(self.keys.entry(k).or_default(), tx),
             WatchKey::Prefix(p) => push(self.prefixes.entry(p).or_default(), tx),
             WatchKey::Table(t) => push(self.tables.entry(t).or_default(), tx),
+            WatchKey::Service(n) => push(self.services.entry(n).or_default(), tx),
         }
         rx
     }
@@ -52,6 +56,7 @@ impl Watchers {
         self.keys.values().map(Vec::len).sum::<usize>()
             + self.prefixes.values().map(Vec::len).sum::<usize>()
             + self.tables.values().map(Vec::len).sum::<usize>()
+            + self.services.values().map(Vec::len).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -61,6 +66,9 @@ impl Watchers {
     pub fn wake(&mut self, t: &Touched) {
         for table in &t.tables {
             fire(self.tables.remove(table));
+        }
+        for name in &t.services {
+            fire(self.services.remove(name));
         }
         for k in &t.keys {
             if !self.keys.is_empty() {
@@ -83,6 +91,7 @@ mod tests {
         Touched {
             keys: keys.iter().map(|s| s.to_string()).collect(),
             tables: vec![Table::Kv],
+            ..Touched::default()
         }
     }
 

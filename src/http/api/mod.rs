@@ -1,6 +1,8 @@
 //! The Consul HTTP API: routing, and helpers shared by the endpoint modules.
 mod agent;
 mod catalog;
+mod defs;
+mod health;
 mod kv;
 mod metrics;
 mod operator;
@@ -89,6 +91,7 @@ async fn dispatch(req: Request) -> ApiResult<Response> {
         "status" => status::handle(cx, tail).await,
         "agent" => agent::handle(cx, tail).await,
         "catalog" => catalog::handle(cx, tail).await,
+        "health" => health::handle(cx, tail).await,
         "operator" => operator::handle(cx, tail).await,
         _ => Err(ApiError::NotFound(format!("{path}: not found"))),
     }
@@ -120,15 +123,16 @@ pub fn now_ms() -> u64 {
 /// A scatter-gather read that can block: `gather` runs on every shard and returns its part;
 /// `merge` makes the answer and its index. When the index has not passed `min`, a wait on
 /// `key` is registered on every shard whose `version` has not moved since its part was read.
-pub async fn scatter<T, R, G, M>(
+pub async fn scatter<T, R, V, G, M>(
     min: u64,
     key: WatchKey,
-    version: fn(&Shard) -> u64,
+    version: V,
     gather: G,
     merge: M,
 ) -> ApiResult<Polled<(u64, R)>>
 where
     T: Send + 'static,
+    V: Fn(&Shard) -> u64 + Send + Clone + 'static,
     G: Fn(&mut Shard) -> T + Send + Clone + 'static,
     M: FnOnce(Vec<T>) -> (u64, R),
 {
@@ -136,8 +140,8 @@ where
         let sh = Shards::shedding();
         let n = core().placement.nshards();
         let parts = join_all((0..n).map(|s| {
-            let g = gather.clone();
-            sh.call(s, move |shard| (version(shard), g(shard)))
+            let (g, v) = (gather.clone(), version.clone());
+            sh.call(s, move |shard| (v(shard), g(shard)))
         }))
         .await
         .into_iter()
@@ -151,7 +155,10 @@ where
             versions
                 .into_iter()
                 .enumerate()
-                .map(|(s, v)| sh.watch(s, key.clone(), move |shard| version(shard) != v)),
+                .map(|(s, seen)| {
+                    let v = version.clone();
+                    sh.watch(s, key.clone(), move |shard| v(shard) != seen)
+                }),
         )
         .await;
         let mut waits = Vec::with_capacity(n);
@@ -164,6 +171,27 @@ where
         }
         Ok(Polled::Wait(waits))
     }
+}
+
+/// Applies `?filter=` to result items, evaluated on each item's JSON as the API returns it.
+/// A bad expression is a 400 even when there is nothing to filter.
+pub fn apply_filter<T: serde::Serialize>(cx: &Ctx, items: Vec<T>) -> ApiResult<Vec<T>> {
+    let Some(expr) = &cx.opts.filter else {
+        return Ok(items);
+    };
+    let bad = |e: &dyn std::fmt::Display| {
+        ApiError::bad(format!("Failed to create boolean expression evaluator: {e}"))
+    };
+    let f = crate::filter::Filter::parse(expr).map_err(|e| bad(&e))?;
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        let mut bytes = super::encode::json(&it, false);
+        let v = simd_json::to_owned_value(&mut bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+        if f.matches(&v).map_err(|e| ApiError::bad(e.to_string()))? {
+            out.push(it);
+        }
+    }
+    Ok(out)
 }
 
 /// The shard whose session replica this core reads: its own if it hosts one.
