@@ -1,0 +1,15 @@
+//! End-to-end tests: each scenario drives a real `muster agent -dev` process over its real
+//! sockets (HTTP API and CLI) and checks Consul's documented behaviour. Every scenario runs
+//! twice, against `-cores 1` (all roles on one executor) and `-cores 2` (roles and shards
+//! spread over two executors), each time with an agent of its own.
+
+#[macro_use]
+mod common;
+
+mod agent;
+mod bad_input;
+mod blocking;
+mod cli;
+mod kv;
+mod sessions;
+mod txn;
