@@ -71,10 +71,6 @@ pub(crate) fn install(core: Rc<Core>) {
     CORE.with(|c| *c.borrow_mut() = Some(core));
 }
 
-pub(crate) fn uninstall() {
-    CORE.with(|c| c.borrow_mut().take());
-}
-
 impl Core {
     fn with_shard<R>(&self, s: usize, f: impl FnOnce(&mut Shard) -> R) -> R {
         let (mine, cell) = self.shard.as_ref().expect("this executor owns no shard");

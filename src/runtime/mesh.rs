@@ -21,6 +21,8 @@ pub type Job = Box<dyn FnOnce() -> LocalBoxFuture<'static, ()> + Send>;
 
 /// Messages in flight per channel; the bound is what makes back-pressure explicit.
 pub const CHANNEL_CAPACITY: usize = 1024;
+/// How long a sender waits before trying a full queue again.
+const FULL_RETRY: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Depth gauges of every channel, `[from * n + to]`; atomics because sender and receiver sit
 /// on different cores (metrics only, never state).
@@ -208,19 +210,33 @@ impl Mesh {
             .boxed_local()
         });
         self.depths.add(self.me, target);
-        let sent = match full {
-            Full::Wait => sender.send(job).await,
-            Full::Shed => sender.try_send(job),
-        };
-        if let Err(e) = sent {
-            self.depths.sub(self.me, target);
-            return Err(match (full, e) {
-                (Full::Shed, glommio::GlommioError::WouldBlock(_)) => {
-                    crate::metrics::incr_counter(crate::metrics::names::MESH_QUEUE_FULL, &[], 1.0);
-                    CallError::Busy(target)
+        let mut job = job;
+        loop {
+            match sender.try_send(job) {
+                Ok(()) => break,
+                Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(back)))
+                    if full == Full::Wait =>
+                {
+                    // glommio's own `send` panics when two local tasks race for the last
+                    // slot, so waiting for room is a retry after a short sleep.
+                    job = back;
+                    glommio::timer::sleep(FULL_RETRY).await;
                 }
-                _ => CallError::Unavailable(target),
-            });
+                Err(e) => {
+                    self.depths.sub(self.me, target);
+                    return Err(match e {
+                        glommio::GlommioError::WouldBlock(_) => {
+                            crate::metrics::incr_counter(
+                                crate::metrics::names::MESH_QUEUE_FULL,
+                                &[],
+                                1.0,
+                            );
+                            CallError::Busy(target)
+                        }
+                        _ => CallError::Unavailable(target),
+                    });
+                }
+            }
         }
         rx.await.map_err(|_| CallError::Unavailable(target))
     }

@@ -407,6 +407,7 @@ async fn core_main(
     if id == placement.raft {
         raftcore::shutdown().await;
     }
-    self::core::uninstall();
+    // The core context stays installed: jobs still in flight from other cores may run until
+    // this executor stops, and they must find it.
     result
 }

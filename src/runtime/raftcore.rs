@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::{join_all, LocalBoxFuture};
 use futures::FutureExt;
-use muster_shards::catalog::{HealthCheck, Node};
+use muster_shards::catalog::{HealthCheck, Node, Registration, Service};
 use muster_shards::command::{Command, CommandResult, NodeRegistration, Proposal};
 use muster_shards::coord;
 use muster_shards::shard::Shard;
@@ -24,6 +24,11 @@ const SESSION_TTL_MULTIPLIER: u32 = 2;
 const VIEW_INTERVAL: Duration = Duration::from_millis(20);
 /// Raft node id of a single-server (dev) cluster.
 const DEV_NODE_ID: u64 = 1;
+/// A write not committed by then is reported as failed rather than holding its client forever
+/// (Consul's RPC hold timeout is 7 s; a single server commits in microseconds).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shutdown does not wait longer than this for openraft to stop.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Applies committed entries on the shards that own them.
 pub struct MusterApplier;
@@ -142,10 +147,12 @@ pub async fn run() {
             session_deadlines: RefCell::default(),
         }))
     });
-    publish_view().await;
+    // Clients take a known leader as "ready": the node (and the `consul` service) must be in
+    // the catalog before any core reports one.
     if let Err(e) = register_self().await {
         log::error!("cannot register this node in the catalog: {e}");
     }
+    publish_view().await;
     let mut last = RaftView::default();
     loop {
         glommio::timer::sleep(VIEW_INTERVAL).await;
@@ -228,7 +235,27 @@ async fn register_self() -> ApiResult<()> {
             ..HealthCheck::default()
         }],
     };
-    propose_here(Command::RegisterNode(reg)).await.map(|_| ())
+    propose_here(Command::RegisterNode(reg)).await?;
+    if s.server {
+        // Servers appear as the `consul` service, so `consul.service.consul` finds them.
+        let me = Node {
+            node: s.node_name.clone(),
+            ..Node::default()
+        };
+        let reg = Registration {
+            node: me,
+            skip_node_update: true,
+            service: Some(Service {
+                id: "consul".into(),
+                service: "consul".into(),
+                port: s.server_port,
+                ..Service::default()
+            }),
+            checks: Vec::new(),
+        };
+        propose_here(Command::Register(reg)).await?;
+    }
+    Ok(())
 }
 
 /// Runs `f` with the raft node on the raft executor.
@@ -252,13 +279,19 @@ where
 async fn propose_here(cmd: Command) -> ApiResult<(u64, CommandResult)> {
     let n = node().ok_or(ApiError::NoLeader)?;
     let started = Instant::now();
-    let r = n
-        .server
-        .write(Proposal {
-            at_ms: now_ms(),
-            cmd,
-        })
-        .await;
+    let write = n.server.write(Proposal {
+        at_ms: now_ms(),
+        cmd,
+    });
+    let r = match glommio::timer::timeout(WRITE_TIMEOUT, async { Ok(write.await) }).await {
+        Ok(r) => r,
+        Err(_) => {
+            log::error!("raft write not committed within {WRITE_TIMEOUT:?}");
+            return Err(ApiError::Internal(
+                "timed out waiting for the raft write to commit".into(),
+            ));
+        }
+    };
     crate::metrics::measure_since("consul.raft.commitTime", &[], started);
     r.map_err(|e| match e {
         WriteError::NotLeader { .. } => ApiError::NoLeader,
@@ -365,7 +398,16 @@ pub async fn destroy_session(id: String) -> ApiResult<()> {
 
 pub async fn shutdown() {
     if let Some(n) = node() {
-        n.server.shutdown().await;
+        let stop = async {
+            n.server.shutdown().await;
+            Ok(())
+        };
+        if glommio::timer::timeout(SHUTDOWN_TIMEOUT, stop)
+            .await
+            .is_err()
+        {
+            log::warn!("raft did not stop within {SHUTDOWN_TIMEOUT:?}");
+        }
     }
     RAFT.with(|r| r.borrow_mut().take());
 }
