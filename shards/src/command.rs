@@ -123,7 +123,7 @@ pub enum Command {
         node: String,
     },
     /// `/v1/catalog/register` and the agent's sync: node, optional service, checks.
-    Register(Registration),
+    Register(Box<Registration>),
     /// `/v1/catalog/deregister`: the node, or one service (with its checks), or one check.
     Deregister {
         node: String,

@@ -92,7 +92,7 @@ pub async fn apply<B: Backend>(
             };
             register(b, idx, at_ms, r).await?
         }
-        Command::Register(reg) => register(b, idx, at_ms, reg).await?,
+        Command::Register(reg) => register(b, idx, at_ms, *reg).await?,
         Command::DeregisterNode { node } => deregister(b, idx, at_ms, node, None, None).await?,
         Command::Deregister {
             node,

@@ -550,12 +550,12 @@ impl Agent {
                 .iter()
                 .all(|c| remote_c.get(&c.check_id).is_some_and(|r| same_check(r, c)));
             if !service_same || !checks_same {
-                writes.push(Command::Register(Registration {
+                writes.push(Command::Register(Box::new(Registration {
                     node: me.clone(),
                     skip_node_update: true,
                     service: Some(s.clone()),
                     checks,
-                }));
+                })));
             }
         }
         let node_checks: Vec<HealthCheck> = local_checks
@@ -565,12 +565,12 @@ impl Agent {
             .cloned()
             .collect();
         if !node_checks.is_empty() {
-            writes.push(Command::Register(Registration {
+            writes.push(Command::Register(Box::new(Registration {
                 node: me.clone(),
                 skip_node_update: true,
                 service: None,
                 checks: node_checks,
-            }));
+            })));
         }
         let local_ids: BTreeSet<&str> = local_services.iter().map(|s| s.id.as_str()).collect();
         for id in remote_s.keys() {

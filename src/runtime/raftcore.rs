@@ -253,7 +253,7 @@ async fn register_self() -> ApiResult<()> {
             }),
             checks: Vec::new(),
         };
-        propose_here(Command::Register(reg)).await?;
+        propose_here(Command::Register(Box::new(reg))).await?;
     }
     Ok(())
 }

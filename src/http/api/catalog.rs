@@ -119,7 +119,7 @@ async fn register(cx: Ctx) -> ApiResult<Response> {
             )));
         }
     }
-    let ok = write(Command::Register(reg)).await?;
+    let ok = write(Command::Register(Box::new(reg))).await?;
     Ok(bool_response(ok, cx.opts.pretty))
 }
 
