@@ -33,6 +33,15 @@ pub fn go_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// Parses a `key=value` flag value (Consul's map-valued flags such as `-node-meta`,
+/// `-meta`); the value may itself contain `=`.
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+        None => Err(format!("Missing \"=\" value in argument: {s}")),
+    }
+}
+
 /// Rewrites Go-style `argv` (including argv\[0\]) into the form clap parses with the same
 /// meaning. `cmd` must have been built (`Command::build`) so argument arities are known.
 pub fn normalize<I, T>(cmd: &Command, argv: I) -> Result<Vec<OsString>, ArgsError>
@@ -361,6 +370,16 @@ mod tests {
             let err = normalize(&cmd, ["muster", "agent", bad]).unwrap_err();
             assert_eq!(err, ArgsError::BadSyntax(bad.to_owned()));
         }
+    }
+
+    #[test]
+    fn key_value_splits_at_first_equals() {
+        assert_eq!(key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(key_value("a="), Ok(("a".into(), String::new())));
+        assert_eq!(
+            key_value("nokey"),
+            Err("Missing \"=\" value in argument: nokey".to_owned())
+        );
     }
 
     #[test]

@@ -6,14 +6,17 @@
 
 pub mod agent;
 pub mod args;
+pub mod catalog;
 pub mod http;
 pub mod join;
 pub mod kv;
 pub mod leave;
 pub mod logger;
+pub mod maint;
 pub mod members;
 pub mod operator;
 pub mod reload;
+pub mod services;
 pub mod table;
 pub mod validate;
 pub mod version;
@@ -42,17 +45,29 @@ pub struct Cli {
 pub enum Command {
     /// Runs a Muster agent
     Agent(Box<AgentArgs>),
+    /// Interact with the catalog
+    Catalog {
+        #[command(subcommand)]
+        cmd: catalog::CatalogCommand,
+    },
     /// Interact with the key-value store
     Kv {
         #[command(subcommand)]
         cmd: kv::KvCommand,
     },
+    /// Controls node or service maintenance mode
+    Maint(maint::MaintArgs),
     /// Lists the members of a Consul cluster
     Members(members::MembersArgs),
     /// Provides cluster-level tools for Consul operators
     Operator {
         #[command(subcommand)]
         cmd: operator::OperatorCommand,
+    },
+    /// Interact with services
+    Services {
+        #[command(subcommand)]
+        cmd: services::ServicesCommand,
     },
     /// Prints the Consul version
     Version(version::VersionArgs),
@@ -149,7 +164,10 @@ pub fn run(cmd: Command) -> i32 {
             error_line("internal error: the agent is started by main");
             1
         }
+        Command::Catalog { cmd } => catalog::run(cmd),
         Command::Kv { cmd } => kv::run(cmd),
+        Command::Maint(a) => maint::run(a),
+        Command::Services { cmd } => services::run(cmd),
         Command::Members(a) => members::run(a),
         Command::Operator { cmd } => operator::run(cmd),
         Command::Version(a) => version::run(a),
@@ -170,6 +188,31 @@ pub(crate) fn info_line(s: &str) {
 pub(crate) fn error_line(s: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{s}");
+}
+
+/// Quotes like Go's `%q`, for the messages Consul formats with it.
+pub(crate) fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                if (c as u32) < 0x80 {
+                    out.push_str(&format!("\\x{:02x}", c as u32));
+                } else {
+                    out.push_str(&format!("\\u{:04x}", c as u32));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
@@ -297,6 +340,40 @@ mod tests {
         assert!(matches!(&e, CliError::Clap(c) if c.kind() == clap::error::ErrorKind::DisplayHelp));
         let e = parse(["muster", "agent", "---x"]).unwrap_err();
         assert!(matches!(e, CliError::Args(_)));
+    }
+
+    #[test]
+    fn new_commands_parse() {
+        assert!(matches!(
+            p(&["catalog", "nodes", "-detailed", "-node-meta", "a=b", "-node-meta=c=d"]),
+            Command::Catalog { cmd: catalog::CatalogCommand::Nodes(n) }
+                if n.detailed && n.node_meta == [("a".into(), "b".into()), ("c".into(), "d".into())]
+        ));
+        assert!(matches!(
+            p(&["catalog", "services", "-tags", "-node", "n1"]),
+            Command::Catalog { cmd: catalog::CatalogCommand::Services(s) } if s.tags && s.node == "n1"
+        ));
+        assert!(matches!(
+            p(&["catalog", "datacenters"]),
+            Command::Catalog {
+                cmd: catalog::CatalogCommand::Datacenters(_)
+            }
+        ));
+        assert!(matches!(
+            p(&["services", "deregister", "-id", "web"]),
+            Command::Services { cmd: services::ServicesCommand::Deregister(d) } if d.id == "web"
+        ));
+        assert!(matches!(
+            p(&["maint", "-enable", "-reason", "x y", "-service=web"]),
+            Command::Maint(m) if m.enable && !m.disable && m.reason == "x y" && m.service == "web"
+        ));
+        assert!(parse(["muster", "catalog", "nodes", "-node-meta", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn go_quote_escapes() {
+        assert_eq!(go_quote("web"), "\"web\"");
+        assert_eq!(go_quote("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\x01\"");
     }
 
     #[test]
