@@ -174,12 +174,9 @@ pub fn apply_filter<T: serde::Serialize>(cx: &Ctx, items: Vec<T>) -> ApiResult<V
     let Some(expr) = &cx.opts.filter else {
         return Ok(items);
     };
-    let bad = |e: &dyn std::fmt::Display| {
-        ApiError::bad(format!(
-            "Failed to create boolean expression evaluator: {e}"
-        ))
-    };
-    let f = crate::filter::Filter::parse(expr).map_err(|e| bad(&e))?;
+    // The filter's errors already carry Consul's "Failed to create boolean expression
+    // evaluator:" prefix.
+    let f = crate::filter::Filter::parse(expr).map_err(|e| ApiError::bad(e.to_string()))?;
     let mut out = Vec::with_capacity(items.len());
     for it in items {
         let mut bytes = super::encode::json(&it, false);
