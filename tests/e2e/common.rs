@@ -50,6 +50,23 @@ macro_rules! assert_eventually {
     };
 }
 
+/// Like `per_core!` for scenarios that start their own agents (config files, flags): each gets
+/// the core count and does the rest itself.
+macro_rules! per_core_custom {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn cores_1() {
+                super::$name(1)
+            }
+            #[test]
+            fn cores_2() {
+                super::$name(2)
+            }
+        }
+    )+};
+}
+
 pub fn run_scenario(name: &str, cores: usize, scenario: fn(&Agent)) {
     let agent = Agent::start(name, cores);
     scenario(&agent);
@@ -69,6 +86,21 @@ pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option
     }
 }
 
+/// Polls `f` until it returns `Some` or `within` elapses (then None), for callers that want
+/// to say more than `eventually` can when giving up.
+pub fn eventually_or<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Percent-encodes a KV key for use in a URL path, keeping `/` as the separator.
 pub fn enc(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
@@ -81,6 +113,61 @@ pub fn enc(key: &str) -> String {
         }
     }
     out
+}
+
+/// Percent-encodes a query-string value (everything but unreserved characters).
+pub fn qenc(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A scratch directory, removed with its contents when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let seq = AGENT_SEQ.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!(
+            "muster-e2e-{}-{tag}-{seq}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir {p:?}: {e}"));
+        TempDir(p)
+    }
+
+    /// Writes `name` inside the directory and returns its full path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).unwrap_or_else(|e| panic!("write {p:?}: {e}"));
+        p
+    }
+
+    pub fn remove(&self, name: &str) {
+        let p = self.0.join(name);
+        std::fs::remove_file(&p).unwrap_or_else(|e| panic!("rm {p:?}: {e}"));
+    }
+
+    pub fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 pub fn b64(bytes: &[u8]) -> String {
@@ -465,10 +552,15 @@ impl Agent {
     /// Starts an agent and waits until it has a leader. Retries with fresh ports when the
     /// process dies early (another test may have taken a port between probe and bind).
     pub fn start(scenario: &str, cores: usize) -> Agent {
+        Self::start_with(scenario, cores, &[])
+    }
+
+    /// `start` with more command-line arguments after the usual ones (e.g. `-config-file`).
+    pub fn start_with(scenario: &str, cores: usize, extra: &[&str]) -> Agent {
         let node = format!("e2e-{}-c{cores}", scenario.replace('_', "-"));
         let mut last_err = String::new();
         for _attempt in 0..3 {
-            match Self::try_start(&node, cores) {
+            match Self::try_start(&node, cores, extra) {
                 Ok(a) => return a,
                 Err(e) => last_err = e,
             }
@@ -476,7 +568,7 @@ impl Agent {
         panic!("agent {node} did not start: {last_err}");
     }
 
-    fn try_start(node: &str, cores: usize) -> Result<Agent, String> {
+    fn try_start(node: &str, cores: usize, extra: &[&str]) -> Result<Agent, String> {
         let ports = free_ports();
         let seq = AGENT_SEQ.fetch_add(1, Ordering::Relaxed);
         let log = std::env::temp_dir().join(format!(
@@ -493,6 +585,7 @@ impl Agent {
             .args(["-serf-wan-port", &ports.serf_wan.to_string()])
             .args(["-server-port", &ports.server.to_string()])
             .args(["-cores", &cores.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::from(logf))
             .stderr(Stdio::from(logf2));

@@ -7,9 +7,14 @@
 mod common;
 
 mod agent;
+mod agent_services;
 mod bad_input;
 mod blocking;
+mod catalog;
+mod checks;
 mod cli;
+mod config;
+mod health;
 mod kv;
 mod sessions;
 mod txn;
