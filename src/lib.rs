@@ -1,6 +1,7 @@
 //! Muster: a thread-per-core, Consul-compatible service discovery and configuration daemon.
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod http;
 pub mod metrics;
 pub mod raft;
