@@ -13,6 +13,7 @@
 //!        |  name.rs: parse() -> Lookup (service, RFC 2782, node, addr, query, apex, ptr, other)
 //!        |  view.rs: DnsView  -- read-optimized, per core, fed by the catalog owner
 //!        |  health filter, per-core shuffle, limits, TTLs, NXDOMAIN vs NODATA, trimming
+//!        |  wire.rs: the response writer (name compression, no per-record allocation)
 //!        v
 //!  Outcome::Reply(bytes) | Outcome::Drop | Outcome::Recurse(Forward)
 //!                                               |  server.rs: bounded UDP/TCP forwarding,
