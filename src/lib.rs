@@ -3,6 +3,7 @@ pub mod agent;
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod filter;
 pub mod http;
 pub mod metrics;

@@ -311,6 +311,11 @@ impl Agent {
         };
         if c.check.status != status {
             c.critical_since = (status == "critical").then(Instant::now);
+            crate::metrics::incr_counter(
+                "muster.checks.transitions",
+                &[("status", status.to_string())],
+                1.0,
+            );
         }
         c.check.status = status.to_string();
         c.check.output = output;

@@ -41,6 +41,8 @@ pub const CATALOG_DEREGISTER: &str = "consul.catalog.deregister";
 pub const API_HTTP: &str = "consul.api.http";
 /// Sample (ms), label `node`: DNS domain query time.
 pub const DNS_DOMAIN_QUERY: &str = "consul.dns.domain_query";
+/// Sample (ms), label `node`: reverse (PTR) DNS query time.
+pub const DNS_PTR_QUERY: &str = "consul.dns.ptr_query";
 
 /// Gauge, labels `from`, `to`: messages waiting in a cross-core mesh queue.
 pub const MESH_QUEUE_DEPTH: &str = "muster.mesh.queue_depth";
@@ -48,6 +50,16 @@ pub const MESH_QUEUE_DEPTH: &str = "muster.mesh.queue_depth";
 pub const MESH_QUEUE_FULL: &str = "muster.mesh.queue_full";
 /// Sample (ms), label `route`: HTTP request time per route.
 pub const HTTP_REQUEST: &str = "muster.http.request";
+/// Sample (ms), label `proto` (`udp`/`tcp`): DNS request time, forwarding included.
+pub const DNS_REQUEST: &str = "muster.dns.request";
+/// Counter, label `proto`: DNS messages dropped or answered FORMERR/NOTIMP.
+pub const DNS_MALFORMED: &str = "muster.dns.malformed";
+/// Counter: forwarded DNS queries that every recursor failed (answered SERVFAIL).
+pub const DNS_RECURSION_FAILED: &str = "muster.dns.recursion_failed";
+/// Counter: DNS queries answered SERVFAIL because too many were being forwarded.
+pub const DNS_RECURSION_REJECTED: &str = "muster.dns.recursion_rejected";
+/// Counter: DNS TCP connections closed at once because too many were open.
+pub const DNS_TCP_REJECTED: &str = "muster.dns.tcp_rejected";
 
 const fn def(name: &'static str, kind: MetricKind, help: &'static str) -> MetricDef {
     MetricDef { name, kind, help }
@@ -120,6 +132,16 @@ pub const CONSUL_DEFAULTS: &[MetricDef] = &[
         MetricKind::Sample,
         "Time to apply a catalog deregistration, in ms.",
     ),
+    def(
+        DNS_DOMAIN_QUERY,
+        MetricKind::Sample,
+        "Time spent handling a domain query, in ms.",
+    ),
+    def(
+        DNS_PTR_QUERY,
+        MetricKind::Sample,
+        "Time spent handling a reverse DNS query, in ms.",
+    ),
 ];
 
 /// Muster's own families, for [`register_defaults`](super::register_defaults).
@@ -133,5 +155,10 @@ pub const MUSTER_DEFAULTS: &[MetricDef] = &[
         MESH_QUEUE_FULL,
         MetricKind::Counter,
         "Cross-core sends refused because the queue was full.",
+    ),
+    def(
+        DNS_REQUEST,
+        MetricKind::Sample,
+        "DNS request time, forwarding included, in ms.",
     ),
 ];

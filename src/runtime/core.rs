@@ -77,10 +77,14 @@ impl Core {
         debug_assert_eq!(*mine, s, "shard {s} routed to the wrong executor");
         let mut shard = cell.borrow_mut();
         let r = f(&mut shard);
-        let touched = shard.take_touched();
+        let mut touched = shard.take_touched();
         drop(shard);
         if !touched.is_empty() {
             self.watchers.borrow_mut().wake(&touched);
+            super::dnsview::changed(
+                std::mem::take(&mut touched.services),
+                std::mem::take(&mut touched.nodes),
+            );
         }
         r
     }

@@ -1,6 +1,7 @@
 //! The thread-per-core runtime: one pinned glommio executor per core, roles placed on them by
 //! the placement table, state shards owned one per executor, and a bounded mesh between them.
 pub mod core;
+pub mod dnsview;
 pub mod mesh;
 pub mod placement;
 pub mod raftcore;
@@ -33,6 +34,7 @@ pub struct Settings {
     pub datacenter: String,
     pub advertise_addr: IpAddr,
     pub client_addrs: Vec<IpAddr>,
+    pub dns_addrs: Vec<IpAddr>,
     /// None: listener disabled (`ports.http = -1`).
     pub http_port: Option<u16>,
     pub dns_port: Option<u16>,
@@ -60,6 +62,7 @@ impl Settings {
             datacenter: "dc1".into(),
             advertise_addr: IpAddr::from([127, 0, 0, 1]),
             client_addrs: vec![IpAddr::from([127, 0, 0, 1])],
+            dns_addrs: vec![IpAddr::from([127, 0, 0, 1])],
             http_port: Some(http_port),
             dns_port: None,
             serf_lan_port: 8301,
@@ -88,6 +91,11 @@ impl Settings {
                 c.client_addrs.clone()
             } else {
                 c.addresses.http.clone()
+            },
+            dns_addrs: if c.addresses.dns.is_empty() {
+                c.client_addrs.clone()
+            } else {
+                c.addresses.dns.clone()
             },
             http_port: c.ports.http,
             dns_port: c.ports.dns,
@@ -268,6 +276,66 @@ pub async fn reload() -> Result<(), String> {
     Ok(())
 }
 
+/// Builds the DNS answer view on this executor and starts the UDP and TCP responders.
+fn start_dns(core: &Rc<Core>, settings: &Settings) -> Result<(), RuntimeError> {
+    use crate::dns::{DnsSettings, DnsView};
+    let cfg = match core.config.borrow().as_ref() {
+        Some(c) => DnsSettings::from_config(&c.dns, &settings.datacenter, &settings.node_name),
+        None => DnsSettings {
+            datacenter: settings.datacenter.clone(),
+            node_name: settings.node_name.clone(),
+            ..DnsSettings::default()
+        },
+    };
+    let domain = cfg.domain.to_string();
+    let view = Rc::new(RefCell::new(DnsView::new(
+        &settings.datacenter,
+        &domain,
+        cfg.alt_domain.as_ref().map(|d| d.to_string()).as_deref(),
+    )));
+    dnsview::install(view.clone());
+    let Some(port) = settings.dns_port else {
+        return Ok(());
+    };
+    let cfg = Rc::new(cfg);
+    let tq = core.queues.dns;
+    for ip in &settings.dns_addrs {
+        let addr = SocketAddr::new(*ip, port);
+        let udp = glommio::net::UdpSocket::bind(addr).map_err(|e| RuntimeError::Listen {
+            addr,
+            err: e.to_string(),
+        })?;
+        let tcp = glommio::net::TcpListener::bind(addr).map_err(|e| RuntimeError::Listen {
+            addr,
+            err: e.to_string(),
+        })?;
+        log::info!("DNS on {addr} (udp and tcp)");
+        let (v, c) = (view.clone(), cfg.clone());
+        glommio::spawn_local_into(
+            async move {
+                if let Err(e) = crate::dns::serve_udp(udp, v, c).await {
+                    log::error!("DNS over UDP on {addr} stopped: {e}");
+                }
+            },
+            tq,
+        )
+        .expect("dns task queue exists")
+        .detach();
+        let (v, c) = (view.clone(), cfg.clone());
+        glommio::spawn_local_into(
+            async move {
+                if let Err(e) = crate::dns::serve_tcp(tcp, v, c).await {
+                    log::error!("DNS over TCP on {addr} stopped: {e}");
+                }
+            },
+            tq,
+        )
+        .expect("dns task queue exists")
+        .detach();
+    }
+    Ok(())
+}
+
 /// Hands the services and checks of the config files to the agent (replacing earlier ones).
 fn load_config_definitions(cfg: &crate::config::Config) {
     let mut services = Vec::new();
@@ -349,6 +417,12 @@ async fn core_main(
         glommio::spawn_local_into(raftcore::run(), queues.raft)
             .expect("raft task queue exists")
             .detach();
+    }
+    if id == placement.dns {
+        if let Err(e) = start_dns(&core, &settings) {
+            result = Err(e);
+            control.request_shutdown();
+        }
     }
     if id == placement.http {
         crate::agent::start();

@@ -119,8 +119,10 @@ async fn register(cx: Ctx) -> ApiResult<Response> {
             )));
         }
     }
-    let ok = write(Command::Register(Box::new(reg))).await?;
-    Ok(bool_response(ok, cx.opts.pretty))
+    let started = std::time::Instant::now();
+    let ok = write(Command::Register(Box::new(reg))).await;
+    crate::metrics::measure_since("consul.catalog.register", &[], started);
+    Ok(bool_response(ok?, cx.opts.pretty))
 }
 
 async fn deregister(cx: Ctx) -> ApiResult<Response> {
@@ -139,13 +141,15 @@ async fn deregister(cx: Ctx) -> ApiResult<Response> {
         .str("CheckID")?
         .filter(|s| !s.is_empty())
         .map(str::to_string);
+    let started = std::time::Instant::now();
     let ok = write(Command::Deregister {
         node,
         service_id,
         check_id,
     })
-    .await?;
-    Ok(bool_response(ok, cx.opts.pretty))
+    .await;
+    crate::metrics::measure_since("consul.catalog.deregister", &[], started);
+    Ok(bool_response(ok?, cx.opts.pretty))
 }
 
 async fn nodes(cx: Ctx) -> ApiResult<Response> {

@@ -1,0 +1,207 @@
+//! Keeps the DNS executor's answer view in step with the catalog. Shards report the services
+//! and nodes a write touched; the DNS executor collects them for a few milliseconds, reads the
+//! current instances of each from every shard and replaces them in its view. Answers then come
+//! from the view alone: no query crosses a core.
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use muster_shards::catalog::{HealthCheck, HealthEntry};
+use muster_shards::coord::owner_of;
+
+use super::core::{core, Shards};
+use crate::dns::view::{DnsView, Health, Instance, NodeRecord};
+
+/// Writes coalesce over this long before the view is refreshed (health changes must show in
+/// DNS within 100 ms).
+const DEBOUNCE: Duration = Duration::from_millis(5);
+
+#[derive(Default)]
+struct Dirty {
+    services: BTreeSet<String>,
+    nodes: BTreeSet<String>,
+    scheduled: bool,
+}
+
+thread_local! {
+    static VIEW: RefCell<Option<Rc<RefCell<DnsView>>>> = const { RefCell::new(None) };
+    static DIRTY: RefCell<Dirty> = RefCell::new(Dirty::default());
+}
+
+/// Installs the view on this (the DNS) executor and loads every service and node into it.
+pub fn install(view: Rc<RefCell<DnsView>>) {
+    VIEW.with(|v| *v.borrow_mut() = Some(view));
+    glommio::spawn_local(async {
+        if let Err(e) = load_all().await {
+            log::error!("DNS view: initial load failed: {e}");
+        }
+    })
+    .detach();
+}
+
+async fn load_all() -> Result<(), super::mesh::CallError> {
+    let n = core().placement.nshards();
+    let parts = join_all((0..n).map(|s| {
+        Shards::default().call(s, |sh| {
+            let c = sh.catalog();
+            (
+                c.service_tags().into_keys().collect::<Vec<_>>(),
+                c.nodes().map(|n| n.node.clone()).collect::<Vec<_>>(),
+            )
+        })
+    }))
+    .await;
+    let mut services = BTreeSet::new();
+    let mut nodes = BTreeSet::new();
+    for p in parts {
+        let (s, n) = p?;
+        services.extend(s);
+        nodes.extend(n);
+    }
+    mark(services, nodes);
+    Ok(())
+}
+
+/// Called on a shard's executor after a write: tells the DNS executor what changed.
+pub fn changed(services: BTreeSet<String>, nodes: BTreeSet<String>) {
+    if services.is_empty() && nodes.is_empty() {
+        return;
+    }
+    let c = core();
+    let dns = c.placement.dns;
+    if dns == c.id {
+        mark(services, nodes);
+        return;
+    }
+    glommio::spawn_local(async move {
+        let r = core()
+            .mesh
+            .call(dns, move || async move { mark(services, nodes) })
+            .await;
+        if let Err(e) = r {
+            log::debug!("DNS view update not delivered: {e}");
+        }
+    })
+    .detach();
+}
+
+fn mark(services: BTreeSet<String>, nodes: BTreeSet<String>) {
+    let schedule = DIRTY.with(|d| {
+        let mut d = d.borrow_mut();
+        d.services.extend(services);
+        d.nodes.extend(nodes);
+        !std::mem::replace(&mut d.scheduled, true)
+    });
+    if schedule {
+        glommio::spawn_local(async {
+            glommio::timer::sleep(DEBOUNCE).await;
+            let (services, nodes) = DIRTY.with(|d| {
+                let mut d = d.borrow_mut();
+                d.scheduled = false;
+                (
+                    std::mem::take(&mut d.services),
+                    std::mem::take(&mut d.nodes),
+                )
+            });
+            if let Err(e) = refresh(services, nodes).await {
+                log::warn!("DNS view refresh failed: {e}");
+            }
+        })
+        .detach();
+    }
+}
+
+fn worst(checks: &[&HealthCheck]) -> Health {
+    checks
+        .iter()
+        .map(|c| {
+            if c.check_type == "maintenance" {
+                Health::Maintenance
+            } else {
+                match c.status.as_str() {
+                    "passing" => Health::Passing,
+                    "warning" => Health::Warning,
+                    "maintenance" => Health::Maintenance,
+                    _ => Health::Critical,
+                }
+            }
+        })
+        .max()
+        .unwrap_or(Health::Passing)
+}
+
+fn instance(e: HealthEntry) -> Instance {
+    let svc: Vec<&HealthCheck> = e
+        .checks
+        .iter()
+        .filter(|c| !c.service_id.is_empty())
+        .collect();
+    let node: Vec<&HealthCheck> = e
+        .checks
+        .iter()
+        .filter(|c| c.service_id.is_empty())
+        .collect();
+    Instance {
+        node: e.node.node.clone(),
+        node_address: e.node.address.clone(),
+        service_id: e.service.id.clone(),
+        service: e.service.service.clone(),
+        address: e.service.address.clone(),
+        port: e.service.port,
+        tags: e.service.tags.clone(),
+        health: worst(&svc),
+        node_health: worst(&node),
+        weights_passing: u32::try_from(e.service.weights.passing).unwrap_or(1),
+        weights_warning: u32::try_from(e.service.weights.warning).unwrap_or(1),
+        tagged_addresses: e
+            .service
+            .tagged_addresses
+            .iter()
+            .map(|(k, a)| (k.clone(), a.address.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        node_tagged_addresses: e.node.tagged_addresses.clone(),
+        node_meta: e.node.meta.clone(),
+    }
+}
+
+async fn refresh(
+    services: BTreeSet<String>,
+    nodes: BTreeSet<String>,
+) -> Result<(), super::mesh::CallError> {
+    let Some(view) = VIEW.with(|v| v.borrow().clone()) else {
+        return Ok(());
+    };
+    let n = core().placement.nshards();
+    for name in services {
+        let parts = join_all((0..n).map(|s| {
+            let q = name.clone();
+            Shards::default().call(s, move |sh| sh.catalog().health_instances(&q))
+        }))
+        .await;
+        let mut instances = Vec::new();
+        for p in parts {
+            instances.extend(p?.into_iter().map(instance));
+        }
+        view.borrow_mut().set_service(&name, instances);
+    }
+    for name in nodes {
+        let q = name.clone();
+        let node = Shards::default()
+            .call(owner_of(&name, n), move |sh| sh.catalog().node(&q).cloned())
+            .await?;
+        let mut v = view.borrow_mut();
+        match node {
+            Some(node) => v.set_node(NodeRecord {
+                name: node.node,
+                address: node.address,
+                datacenter: node.datacenter,
+                meta: node.meta,
+                tagged_addresses: node.tagged_addresses,
+            }),
+            None => v.remove_node(&name),
+        }
+    }
+    Ok(())
+}
