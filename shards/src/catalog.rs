@@ -76,14 +76,20 @@ pub struct Service {
     pub modify_index: u64,
 }
 
+/// Equal but for raft indexes: Consul's test for a write that changes nothing.
+fn same_but_indexes<T: Clone + PartialEq>(a: &T, b: &T, zero: fn(&mut T)) -> bool {
+    let (mut a, mut b) = (a.clone(), b.clone());
+    zero(&mut a);
+    zero(&mut b);
+    a == b
+}
+
 impl Service {
-    fn same_content(&self, o: &Service) -> bool {
-        let (mut a, mut b) = (self.clone(), o.clone());
-        a.create_index = 0;
-        a.modify_index = 0;
-        b.create_index = 0;
-        b.modify_index = 0;
-        a == b
+    pub fn same_content(&self, o: &Service) -> bool {
+        same_but_indexes(self, o, |s| {
+            s.create_index = 0;
+            s.modify_index = 0;
+        })
     }
 }
 
@@ -107,13 +113,11 @@ pub struct HealthCheck {
 }
 
 impl HealthCheck {
-    fn same_content(&self, o: &HealthCheck) -> bool {
-        let (mut a, mut b) = (self.clone(), o.clone());
-        a.create_index = 0;
-        a.modify_index = 0;
-        b.create_index = 0;
-        b.modify_index = 0;
-        a == b
+    pub fn same_content(&self, o: &HealthCheck) -> bool {
+        same_but_indexes(self, o, |c| {
+            c.create_index = 0;
+            c.modify_index = 0;
+        })
     }
 }
 
@@ -261,11 +265,23 @@ impl Catalog {
 
     /// Service name -> tags (union over instances) on this shard.
     pub fn service_tags(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.service_tags_on(|_| true)
+    }
+
+    /// Like [`Catalog::service_tags`], counting only instances on nodes that `node_ok` accepts
+    /// (Consul's `?node-meta=` on `/v1/catalog/services`).
+    pub fn service_tags_on(
+        &self,
+        node_ok: impl Fn(&Node) -> bool,
+    ) -> BTreeMap<String, BTreeSet<String>> {
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for s in self.services.values() {
-            out.entry(s.service.clone())
-                .or_default()
-                .extend(s.tags.iter().cloned());
+        for (k, s) in &self.services {
+            let node = k.split('\0').next().and_then(|n| self.nodes.get(n));
+            if node.is_some_and(&node_ok) {
+                out.entry(s.service.clone())
+                    .or_default()
+                    .extend(s.tags.iter().cloned());
+            }
         }
         out
     }

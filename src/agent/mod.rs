@@ -20,6 +20,8 @@ use crate::runtime::raftcore;
 
 /// How often the full anti-entropy sync runs (Consul: about a minute on small clusters).
 const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(60);
+/// How soon a failed sync is tried again.
+const SYNC_RETRY: Duration = Duration::from_millis(200);
 /// How often services with a long-critical check are considered for reaping.
 const REAP_INTERVAL: Duration = Duration::from_secs(5);
 /// Consul's floor for `DeregisterCriticalServiceAfter`.
@@ -490,8 +492,11 @@ impl Agent {
                 loop {
                     let generation = *a.generation.borrow();
                     if let Err(e) = a.sync().await {
-                        log::warn!("anti-entropy sync failed: {e}");
-                        glommio::timer::sleep(Duration::from_secs(1)).await;
+                        // Retried until it succeeds: a change must not wait for the next full
+                        // sync (e.g. config services loaded before the node is registered).
+                        log::debug!("anti-entropy sync deferred: {e}");
+                        glommio::timer::sleep(SYNC_RETRY).await;
+                        continue;
                     }
                     if *a.generation.borrow() == generation {
                         break;
@@ -525,8 +530,10 @@ impl Agent {
             .await?;
         let Some(me) = remote_node else {
             // The leader registers this node (with serfHealth); until then there is nothing to
-            // attach services to.
-            return Ok(());
+            // attach services to, so the sync is retried.
+            return Err(crate::http::error::ApiError::Internal(
+                "this node is not registered in the catalog yet".into(),
+            ));
         };
         let me = Node {
             create_index: 0,
@@ -550,10 +557,10 @@ impl Agent {
                 .filter(|c| c.service_id == s.id)
                 .cloned()
                 .collect();
-            let service_same = remote_s.get(&s.id).is_some_and(|r| same_service(r, s));
+            let service_same = remote_s.get(&s.id).is_some_and(|r| r.same_content(s));
             let checks_same = checks
                 .iter()
-                .all(|c| remote_c.get(&c.check_id).is_some_and(|r| same_check(r, c)));
+                .all(|c| remote_c.get(&c.check_id).is_some_and(|r| r.same_content(c)));
             if !service_same || !checks_same {
                 writes.push(Command::Register(Box::new(Registration {
                     node: me.clone(),
@@ -566,7 +573,7 @@ impl Agent {
         let node_checks: Vec<HealthCheck> = local_checks
             .iter()
             .filter(|c| c.service_id.is_empty())
-            .filter(|c| !remote_c.get(&c.check_id).is_some_and(|r| same_check(r, c)))
+            .filter(|c| !remote_c.get(&c.check_id).is_some_and(|r| r.same_content(c)))
             .cloned()
             .collect();
         if !node_checks.is_empty() {
@@ -607,25 +614,4 @@ impl Agent {
         }
         Ok(())
     }
-}
-
-fn same_service(a: &Service, b: &Service) -> bool {
-    let strip = |s: &Service| Service {
-        create_index: 0,
-        modify_index: 0,
-        ..s.clone()
-    };
-    strip(a) == strip(b)
-}
-
-fn same_check(a: &HealthCheck, b: &HealthCheck) -> bool {
-    a.name == b.name
-        && a.status == b.status
-        && a.output == b.output
-        && a.notes == b.notes
-        && a.service_id == b.service_id
-        && a.service_name == b.service_name
-        && a.service_tags == b.service_tags
-        && a.check_type == b.check_type
-        && a.definition == b.definition
 }

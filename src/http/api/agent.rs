@@ -255,6 +255,20 @@ impl<T: Serialize> Serialize for Keyed<T> {
     }
 }
 
+/// A service followed by its `ContentHash`, as `/v1/agent/service/:id` answers.
+#[derive(Serialize)]
+struct WithHash {
+    #[serde(flatten)]
+    service: ServiceOut,
+    #[serde(rename = "ContentHash")]
+    content_hash: String,
+}
+
+/// 16 hex digits of a 64-bit FNV-1a over the service's JSON: stable while it is unchanged.
+fn content_hash(bytes: &[u8]) -> String {
+    format!("{:016x}", muster_shards::route::fnv1a(bytes))
+}
+
 #[derive(Serialize)]
 struct AgentHealthOut {
     #[serde(rename = "AggregatedStatus")]
@@ -315,6 +329,13 @@ fn local_health(cx: &Ctx, by_name: Option<&str>, by_id: Option<&str>) -> ApiResu
         .map(|r| status_code(r.aggregated_status))
         .max()
         .unwrap_or(200);
+    if cx.req.query.get("format") == Some("text") {
+        let text = rows
+            .iter()
+            .max_by_key(|r| status_code(r.aggregated_status))
+            .map_or("passing", |r| r.aggregated_status);
+        return Ok(Response::new(worst).with_body("text/plain; charset=utf-8", text));
+    }
     if by_id.is_some() {
         return Ok(json_response(worst, &rows[0], cx.opts.pretty));
     }
@@ -363,11 +384,16 @@ async fn agent_routes(cx: Ctx, tail: &str) -> ApiResult<Option<Response>> {
             return Err(ApiError::NotFound(format!("unknown service ID: {id}")));
         };
         let dc = core().settings.datacenter.clone();
-        return Ok(Some(json_response(
-            200,
-            &ServiceOut::agent(&s, Some(&dc)),
-            pretty,
-        )));
+        let out = ServiceOut::agent(&s, Some(&dc));
+        // Consul's ContentHash: a digest of the definition, for clients that block on `?hash=`.
+        let hash = content_hash(&crate::http::encode::json(&out, false));
+        let body = WithHash {
+            service: out,
+            content_hash: hash.clone(),
+        };
+        return Ok(Some(
+            json_response(200, &body, pretty).with_header("X-Consul-ContentHash", hash),
+        ));
     }
     if tail == "checks" {
         allow(&cx, &[Method::Get])?;

@@ -188,12 +188,20 @@ async fn nodes(cx: Ctx) -> ApiResult<Response> {
 }
 
 async fn services(cx: Ctx) -> ApiResult<Response> {
+    let meta = node_meta_filter(&cx.req.query)?;
     let (idx, tags) = block(&cx.opts, |min| {
+        let meta = meta.clone();
         scatter(
             min,
             WatchKey::Table(Table::Services),
             |s| s.catalog().services_index(),
-            |s| (s.catalog().services_index(), s.catalog().service_tags()),
+            move |s| {
+                let c = s.catalog();
+                (
+                    c.services_index(),
+                    c.service_tags_on(|n| meta_matches(&n.meta, &meta)),
+                )
+            },
             |parts: Vec<(u64, BTreeMap<String, BTreeSet<String>>)>| {
                 let mut idx = 0;
                 let mut all: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
