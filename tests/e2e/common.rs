@@ -465,10 +465,15 @@ impl Agent {
     /// Starts an agent and waits until it has a leader. Retries with fresh ports when the
     /// process dies early (another test may have taken a port between probe and bind).
     pub fn start(scenario: &str, cores: usize) -> Agent {
+        Self::start_with(scenario, cores, &[])
+    }
+
+    /// Like [`Agent::start`], with extra command-line flags (e.g. `-recursor`).
+    pub fn start_with(scenario: &str, cores: usize, extra: &[&str]) -> Agent {
         let node = format!("e2e-{}-c{cores}", scenario.replace('_', "-"));
         let mut last_err = String::new();
         for _attempt in 0..3 {
-            match Self::try_start(&node, cores) {
+            match Self::try_start(&node, cores, extra) {
                 Ok(a) => return a,
                 Err(e) => last_err = e,
             }
@@ -476,7 +481,7 @@ impl Agent {
         panic!("agent {node} did not start: {last_err}");
     }
 
-    fn try_start(node: &str, cores: usize) -> Result<Agent, String> {
+    fn try_start(node: &str, cores: usize, extra: &[&str]) -> Result<Agent, String> {
         let ports = free_ports();
         let seq = AGENT_SEQ.fetch_add(1, Ordering::Relaxed);
         let log = std::env::temp_dir().join(format!(
@@ -493,6 +498,7 @@ impl Agent {
             .args(["-serf-wan-port", &ports.serf_wan.to_string()])
             .args(["-server-port", &ports.server.to_string()])
             .args(["-cores", &cores.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::from(logf))
             .stderr(Stdio::from(logf2));

@@ -10,6 +10,7 @@ mod agent;
 mod bad_input;
 mod blocking;
 mod cli;
+mod dns;
 mod kv;
 mod sessions;
 mod txn;
