@@ -14,6 +14,7 @@ mod catalog;
 mod checks;
 mod cli;
 mod config;
+mod dns;
 mod health;
 mod kv;
 mod sessions;
