@@ -1,5 +1,6 @@
 //! The per-executor context: this core's shard, wait lists, mesh handle and task queues.
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct Core {
     pub shard: Option<(usize, RefCell<Shard>)>,
     pub watchers: RefCell<Watchers>,
     pub raft_view: RefCell<RaftView>,
+    /// Services and nodes this core's shard changed since the DNS view last took them.
+    pub dns_pending: RefCell<(BTreeSet<String>, BTreeSet<String>)>,
     /// The loaded configuration, for reloads (kept current on the HTTP executor).
     pub config: RefCell<Option<Arc<crate::config::Config>>>,
 }
@@ -81,10 +84,9 @@ impl Core {
         drop(shard);
         if !touched.is_empty() {
             self.watchers.borrow_mut().wake(&touched);
-            super::dnsview::changed(
-                std::mem::take(&mut touched.services),
-                std::mem::take(&mut touched.nodes),
-            );
+            let mut pending = self.dns_pending.borrow_mut();
+            pending.0.append(&mut touched.services);
+            pending.1.append(&mut touched.nodes);
         }
         r
     }

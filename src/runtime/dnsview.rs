@@ -1,11 +1,11 @@
-//! Keeps the DNS executor's answer view in step with the catalog. Shards report the services
-//! and nodes a write touched; the DNS executor collects them for a few milliseconds, reads the
-//! current instances of each from every shard and replaces them in its view. Answers then come
-//! from the view alone: no query crosses a core.
+//! Keeps the DNS executor's answer view in step with the catalog. Shards note the services and
+//! nodes a write touched; after each batch that changed the catalog, the apply loop collects
+//! them and the DNS executor reads the current instances of each from every shard and replaces
+//! them in its view before the write is acknowledged. Answers come from the view alone: no
+//! query crosses a core.
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
-use std::time::Duration;
 
 use futures::future::join_all;
 use muster_shards::catalog::{HealthCheck, HealthEntry};
@@ -14,20 +14,8 @@ use muster_shards::coord::owner_of;
 use super::core::{core, Shards};
 use crate::dns::view::{DnsView, Health, Instance, NodeRecord};
 
-/// Writes coalesce over this long before the view is refreshed (health changes must show in
-/// DNS within 100 ms).
-const DEBOUNCE: Duration = Duration::from_millis(5);
-
-#[derive(Default)]
-struct Dirty {
-    services: BTreeSet<String>,
-    nodes: BTreeSet<String>,
-    scheduled: bool,
-}
-
 thread_local! {
     static VIEW: RefCell<Option<Rc<RefCell<DnsView>>>> = const { RefCell::new(None) };
-    static DIRTY: RefCell<Dirty> = RefCell::new(Dirty::default());
 }
 
 /// Installs the view on this (the DNS) executor and loads every service and node into it.
@@ -60,57 +48,36 @@ async fn load_all() -> Result<(), super::mesh::CallError> {
         services.extend(s);
         nodes.extend(n);
     }
-    mark(services, nodes);
-    Ok(())
+    refresh(services, nodes).await
 }
 
-/// Called on a shard's executor after a write: tells the DNS executor what changed.
-pub fn changed(services: BTreeSet<String>, nodes: BTreeSet<String>) {
-    if services.is_empty() && nodes.is_empty() {
-        return;
-    }
+/// Brings the DNS view up to date with every write applied so far. The raft apply loop calls
+/// it after a batch that changed the catalog and before acknowledging it, so a client that
+/// registered a service can resolve it at once (read-your-writes, as Consul's DNS gives).
+pub async fn flush() -> Result<(), super::mesh::CallError> {
     let c = core();
-    let dns = c.placement.dns;
-    if dns == c.id {
-        mark(services, nodes);
-        return;
-    }
-    glommio::spawn_local(async move {
-        let r = core()
-            .mesh
-            .call(dns, move || async move { mark(services, nodes) })
-            .await;
-        if let Err(e) = r {
-            log::debug!("DNS view update not delivered: {e}");
-        }
-    })
-    .detach();
-}
-
-fn mark(services: BTreeSet<String>, nodes: BTreeSet<String>) {
-    let schedule = DIRTY.with(|d| {
-        let mut d = d.borrow_mut();
-        d.services.extend(services);
-        d.nodes.extend(nodes);
-        !std::mem::replace(&mut d.scheduled, true)
-    });
-    if schedule {
-        glommio::spawn_local(async {
-            glommio::timer::sleep(DEBOUNCE).await;
-            let (services, nodes) = DIRTY.with(|d| {
-                let mut d = d.borrow_mut();
-                d.scheduled = false;
-                (
-                    std::mem::take(&mut d.services),
-                    std::mem::take(&mut d.nodes),
-                )
-            });
-            if let Err(e) = refresh(services, nodes).await {
-                log::warn!("DNS view refresh failed: {e}");
-            }
+    let execs: BTreeSet<usize> = c.placement.shards.iter().copied().collect();
+    let taken = join_all(execs.into_iter().map(|e| {
+        c.mesh.call(e, || async {
+            let c = core();
+            let mut p = c.dns_pending.borrow_mut();
+            (std::mem::take(&mut p.0), std::mem::take(&mut p.1))
         })
-        .detach();
+    }))
+    .await;
+    let mut services = BTreeSet::new();
+    let mut nodes = BTreeSet::new();
+    for t in taken {
+        let (s, n) = t?;
+        services.extend(s);
+        nodes.extend(n);
     }
+    if services.is_empty() && nodes.is_empty() {
+        return Ok(());
+    }
+    c.mesh
+        .call(c.placement.dns, move || refresh(services, nodes))
+        .await?
 }
 
 fn worst(checks: &[&HealthCheck]) -> Health {

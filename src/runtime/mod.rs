@@ -405,6 +405,7 @@ async fn core_main(
         watchers: RefCell::default(),
         raft_view: RefCell::new(RaftView::default()),
         config: RefCell::new(config),
+        dns_pending: RefCell::default(),
     });
     self::core::install(core.clone());
 

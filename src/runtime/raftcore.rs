@@ -37,6 +37,15 @@ impl Applier for MusterApplier {
     fn apply(&self, batch: Vec<(u64, Proposal)>) -> LocalBoxFuture<'static, Vec<CommandResult>> {
         async move {
             let n = batch.len();
+            let catalog = batch.iter().any(|(_, p)| {
+                matches!(
+                    p.cmd,
+                    Command::Register(_)
+                        | Command::Deregister { .. }
+                        | Command::RegisterNode(_)
+                        | Command::DeregisterNode { .. }
+                )
+            });
             let entries = batch
                 .into_iter()
                 .map(|(i, p)| (i, p.at_ms, p.cmd))
@@ -50,6 +59,12 @@ impl Applier for MusterApplier {
                 }
             };
             crate::metrics::incr_counter("consul.raft.apply", &[], n as f64);
+            // Before the writes are acknowledged, so DNS answers reflect them (read-your-writes).
+            if catalog {
+                if let Err(e) = super::dnsview::flush().await {
+                    log::warn!("DNS view not refreshed after apply: {e}");
+                }
+            }
             out
         }
         .boxed_local()
