@@ -2,7 +2,8 @@
 //!
 //! - [`rt`]: openraft's `AsyncRuntime` on glommio (local tasks, glommio timers, `Rc` channels).
 //! - [`types`]: the openraft type configuration (`Proposal` in, `CommandResult` out).
-//! - [`log_store`]: the in-memory log used by `-dev`; the durable log implements the same trait.
+//! - [`log_store`]: the in-memory log used by `-dev` ([`MemLogStore`]) and the durable segment log
+//!   on glommio DMA files ([`DiskLogStore`]), both behind openraft's `RaftLogStorage`.
 //! - [`state_machine`]: applied-index and membership bookkeeping; data goes to an [`Applier`].
 //! - [`network`]: peers are unreachable until server RPC exists (single server only).
 //!
@@ -30,7 +31,7 @@ use openraft::storage::RaftLogStorage;
 use openraft::{Config, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
 use openraft_rt::WatchReceiver as _;
 
-pub use self::log_store::MemLogStore;
+pub use self::log_store::{DiskLogOptions, DiskLogStore, LogStoreError, MemLogStore};
 pub use self::network::NoPeersNetwork;
 pub use self::rt::GlommioRuntime;
 pub use self::state_machine::MusterStateMachine;
@@ -186,6 +187,13 @@ fn index_of(log_id: Option<&types::LogId>) -> u64 {
 impl<A: Applier> RaftServer<A> {
     /// Starts raft as the single voter of a new cluster (or resumes one from `log_store`) and
     /// returns once this node is leader. Must run on the raft role executor.
+    ///
+    /// With a durable log: open it on this same executor first
+    /// (`DiskLogStore::open(data_dir, DiskLogOptions::default())`), pass a clone here and keep
+    /// one; after [`RaftServer::shutdown`] call `DiskLogStore::close` so the last batch is on disk
+    /// and the directory lock is released. A restart re-applies the committed log to the
+    /// applier. Snapshots are still in memory only: once the log has been purged behind one, a
+    /// restart fails with "Cannot re-apply logs ... purged up to ..." until snapshots persist.
     pub async fn start_single<LS>(
         node_id: u64,
         node: MusterNode,

@@ -2,20 +2,21 @@
 //!
 //! Implements openraft's log contract: entries are contiguous (no holes), every write is done
 //! before the call returns, so the "persisted" callback of `append` fires right away. The
-//! durable io_uring log replaces this type behind the same [`RaftLogStorage`] trait.
+//! durable log ([`super::DiskLogStore`]) implements the same [`RaftLogStorage`] trait.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::rc::Rc;
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 
-use super::types::{Entry, LogId, TypeConfig, Vote};
+use super::inclusive_range;
+use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
 
 #[derive(Default)]
 struct LogInner {
@@ -44,21 +45,6 @@ impl MemLogStore {
     pub fn is_empty(&self) -> bool {
         self.inner.borrow().entries.is_empty()
     }
-}
-
-/// Turns any `RangeBounds<u64>` into an inclusive `(first, last)`, or `None` when empty.
-fn inclusive_range<RB: RangeBounds<u64>>(range: &RB) -> Option<(u64, u64)> {
-    let first = match range.start_bound() {
-        Bound::Included(&s) => s,
-        Bound::Excluded(&s) => s.checked_add(1)?,
-        Bound::Unbounded => 0,
-    };
-    let last = match range.end_bound() {
-        Bound::Included(&e) => e,
-        Bound::Excluded(&e) => e.checked_sub(1)?,
-        Bound::Unbounded => u64::MAX,
-    };
-    (first <= last).then_some((first, last))
 }
 
 impl RaftLogReader<TypeConfig> for MemLogStore {
@@ -168,22 +154,5 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
         inner.entries = kept;
         inner.last_purged = Some(log_id);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::inclusive_range;
-
-    #[test]
-    fn inclusive_range_handles_every_bound_kind() {
-        assert_eq!(inclusive_range(&(3..7)), Some((3, 6)));
-        assert_eq!(inclusive_range(&(3..=7)), Some((3, 7)));
-        assert_eq!(inclusive_range(&(5..5)), None);
-        assert_eq!(inclusive_range(&(..0)), None);
-        assert_eq!(inclusive_range(&(9..)), Some((9, u64::MAX)));
-        #[allow(clippy::reversed_empty_ranges)]
-        let reversed = 7..3;
-        assert_eq!(inclusive_range(&reversed), None);
     }
 }
