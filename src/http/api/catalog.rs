@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use muster_shards::catalog::{Node, Registration, Service};
-use muster_shards::command::{Command, CommandResult};
+use muster_shards::command::Command;
 use muster_shards::coord::owner_of;
 use muster_shards::shard::Table;
 use serde::Serialize;
@@ -17,7 +17,6 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::request::{Method, Query};
 use crate::http::response::Response;
 use crate::runtime::core::{core, Polled, Shards};
-use crate::runtime::raftcore;
 use crate::runtime::watch::WatchKey;
 
 pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
@@ -50,16 +49,6 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
                 _ => Err(ApiError::NotFound(format!("/v1/catalog/{tail}: not found"))),
             }
         }
-    }
-}
-
-async fn write(cmd: Command) -> ApiResult<bool> {
-    match raftcore::propose(cmd).await?.1 {
-        CommandResult::Bool(b) => Ok(b),
-        CommandResult::Error(e) => Err(ApiError::Internal(e)),
-        other => Err(ApiError::Internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
     }
 }
 
@@ -120,7 +109,7 @@ async fn register(cx: Ctx) -> ApiResult<Response> {
         }
     }
     let started = std::time::Instant::now();
-    let ok = write(Command::Register(Box::new(reg))).await;
+    let ok = super::write(Command::Register(Box::new(reg))).await;
     crate::metrics::measure_since("consul.catalog.register", &[], started);
     Ok(bool_response(ok?, cx.opts.pretty))
 }
@@ -142,7 +131,7 @@ async fn deregister(cx: Ctx) -> ApiResult<Response> {
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     let started = std::time::Instant::now();
-    let ok = write(Command::Deregister {
+    let ok = super::write(Command::Deregister {
         node,
         service_id,
         check_id,

@@ -2,7 +2,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use muster_shards::command::{Command, CommandResult, KvOp, KvVerb};
+use muster_shards::command::{Command, KvOp, KvVerb};
 use muster_shards::coord::owner_of;
 use muster_shards::kv::KvEntry;
 
@@ -13,7 +13,6 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::request::Method;
 use crate::http::response::Response;
 use crate::runtime::core::{core, Shards};
-use crate::runtime::raftcore;
 use crate::runtime::watch::WatchKey;
 
 pub async fn handle(cx: Ctx, key: String) -> ApiResult<Response> {
@@ -190,19 +189,9 @@ async fn put(cx: Ctx, key: String) -> ApiResult<Response> {
             return Ok(bool_response(false, cx.opts.pretty));
         }
     }
-    let r = write(Command::Kv(op)).await;
+    let r = super::write(Command::Kv(op)).await;
     crate::metrics::measure_since("consul.kvs.apply", &[], started);
     r.map(|ok| bool_response(ok, cx.opts.pretty))
-}
-
-async fn write(cmd: Command) -> ApiResult<bool> {
-    match raftcore::propose(cmd).await?.1 {
-        CommandResult::Bool(b) => Ok(b),
-        CommandResult::Error(e) => Err(ApiError::Internal(e)),
-        other => Err(ApiError::Internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
-    }
 }
 
 async fn delete(cx: Ctx, key: String) -> ApiResult<Response> {
@@ -223,7 +212,7 @@ async fn delete(cx: Ctx, key: String) -> ApiResult<Response> {
             None => KvOp::new(KvVerb::Delete, key),
         }
     };
-    let r = write(Command::Kv(op)).await;
+    let r = super::write(Command::Kv(op)).await;
     crate::metrics::measure_since("consul.kvs.apply", &[], started);
     r.map(|ok| bool_response(ok, cx.opts.pretty))
 }

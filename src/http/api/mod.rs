@@ -112,6 +112,19 @@ pub fn bool_response(b: bool, pretty: bool) -> Response {
     json_response(200, &b, pretty)
 }
 
+/// Commits a write that answers true/false (`/v1/kv`, `/v1/catalog/register`...); a
+/// state-machine refusal is Consul's 500 with its text.
+pub async fn write(cmd: muster_shards::command::Command) -> ApiResult<bool> {
+    use muster_shards::command::CommandResult;
+    match crate::runtime::raftcore::propose(cmd).await?.1 {
+        CommandResult::Bool(b) => Ok(b),
+        CommandResult::Error(e) => Err(ApiError::Internal(e)),
+        other => Err(ApiError::Internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
+    }
+}
+
 /// The leader's wall clock for proposals, in ms since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
