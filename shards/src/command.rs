@@ -56,20 +56,6 @@ impl KvVerb {
     pub fn is_tree(self) -> bool {
         matches!(self, KvVerb::GetTree | KvVerb::DeleteTree)
     }
-
-    /// Verbs that change state; a transaction made only of the others is a read.
-    pub fn is_write(self) -> bool {
-        matches!(
-            self,
-            KvVerb::Set
-                | KvVerb::Cas
-                | KvVerb::Lock
-                | KvVerb::Unlock
-                | KvVerb::Delete
-                | KvVerb::DeleteTree
-                | KvVerb::DeleteCas
-        )
-    }
 }
 
 /// One KV operation: a `/v1/kv` request or one element of a `/v1/txn`.

@@ -57,7 +57,7 @@ pub struct Core {
     /// Services and nodes this core's shard changed since the DNS view last took them.
     pub dns_pending: RefCell<(BTreeSet<String>, BTreeSet<String>)>,
     /// The loaded configuration, for reloads (kept current on the HTTP executor).
-    pub config: RefCell<Option<Arc<crate::config::Config>>>,
+    pub config: RefCell<Arc<crate::config::Config>>,
 }
 
 thread_local! {

@@ -54,32 +54,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// A dev agent on loopback with the given ports, for tests.
-    pub fn dev(node: &str, http_port: u16) -> Settings {
-        Settings {
-            node_name: node.to_string(),
-            node_id: uuid::Uuid::new_v4().to_string(),
-            datacenter: "dc1".into(),
-            advertise_addr: IpAddr::from([127, 0, 0, 1]),
-            client_addrs: vec![IpAddr::from([127, 0, 0, 1])],
-            dns_addrs: vec![IpAddr::from([127, 0, 0, 1])],
-            http_port: Some(http_port),
-            dns_port: None,
-            serf_lan_port: 8301,
-            serf_wan_port: 8302,
-            server_port: 8300,
-            server: true,
-            bootstrap: true,
-            dev: true,
-            cores: None,
-            kv_max_value_size: 512 * 1024,
-            session_ttl_min: Duration::from_secs(10),
-            raft_snapshot_threshold: 16_384,
-            enable_script_checks: false,
-            enable_local_script_checks: false,
-        }
-    }
-
     /// The runtime's view of a loaded agent configuration.
     pub fn from_config(c: &crate::config::Config) -> Settings {
         Settings {
@@ -193,13 +167,13 @@ fn spawn_signal_thread(control: Arc<Control>) -> Result<(), RuntimeError> {
 /// Runs the agent until shutdown.
 pub fn start(config: crate::config::Config) -> Result<(), RuntimeError> {
     let settings = Settings::from_config(&config);
-    run(settings, Some(config))
+    run(settings, config)
 }
 
 /// Runs an agent with the given settings until shutdown. `config`, when given, is what a
 /// reload re-reads.
-pub fn run(settings: Settings, config: Option<crate::config::Config>) -> Result<(), RuntimeError> {
-    let config = config.map(Arc::new);
+pub fn run(settings: Settings, config: crate::config::Config) -> Result<(), RuntimeError> {
+    let config = Arc::new(config);
     let mut cpus = online_cpus();
     let want = settings.cores.unwrap_or(cpus.len()).max(1);
     // More executors than CPUs is allowed (tests run -cores 2 anywhere); they then share CPUs.
@@ -262,9 +236,7 @@ pub fn run(settings: Settings, config: Option<crate::config::Config>) -> Result<
 /// glommio's blocking pool, never on the reactor.
 pub async fn reload() -> Result<(), String> {
     let c = self::core::core();
-    let Some(current) = c.config.borrow().clone() else {
-        return Ok(());
-    };
+    let current = c.config.borrow().clone();
     let fresh = glommio::executor()
         .spawn_blocking(move || current.reload())
         .await
@@ -272,21 +244,18 @@ pub async fn reload() -> Result<(), String> {
     crate::cli::logger::set_level(fresh.log.level);
     load_config_definitions(&fresh);
     log::info!("configuration reloaded");
-    *c.config.borrow_mut() = Some(Arc::new(fresh));
+    *c.config.borrow_mut() = Arc::new(fresh);
     Ok(())
 }
 
 /// Builds the DNS answer view on this executor and starts the UDP and TCP responders.
 fn start_dns(core: &Rc<Core>, settings: &Settings) -> Result<(), RuntimeError> {
     use crate::dns::{DnsSettings, DnsView};
-    let cfg = match core.config.borrow().as_ref() {
-        Some(c) => DnsSettings::from_config(&c.dns, &settings.datacenter, &settings.node_name),
-        None => DnsSettings {
-            datacenter: settings.datacenter.clone(),
-            node_name: settings.node_name.clone(),
-            ..DnsSettings::default()
-        },
-    };
+    let cfg = DnsSettings::from_config(
+        &core.config.borrow().dns,
+        &settings.datacenter,
+        &settings.node_name,
+    );
     let domain = cfg.domain.to_string();
     let view = Rc::new(RefCell::new(DnsView::new(
         &settings.datacenter,
@@ -361,7 +330,7 @@ async fn core_main(
     placement: Arc<Placement>,
     settings: Arc<Settings>,
     control: Arc<Control>,
-    config: Option<Arc<crate::config::Config>>,
+    config: Arc<crate::config::Config>,
 ) -> Result<(), RuntimeError> {
     let ex = glommio::executor();
     let queues = Queues {
@@ -427,9 +396,8 @@ async fn core_main(
     }
     if id == placement.http {
         crate::agent::start();
-        if let Some(cfg) = core.config.borrow().clone() {
-            load_config_definitions(&cfg);
-        }
+        let cfg = core.config.borrow().clone();
+        load_config_definitions(&cfg);
         if let Some(port) = settings.http_port {
             for ip in &settings.client_addrs {
                 let addr = SocketAddr::new(*ip, port);
