@@ -12,7 +12,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::kv::prefix_range;
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct Node {
     pub id: String,
     pub node: String,
@@ -34,13 +45,35 @@ impl Node {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct ServiceAddress {
     pub address: String,
     pub port: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct Weights {
     pub passing: i32,
     pub warning: i32,
@@ -57,7 +90,18 @@ impl Default for Weights {
 }
 
 /// A service instance on a node (Consul's NodeService).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct Service {
     pub id: String,
     pub service: String,
@@ -93,7 +137,18 @@ impl Service {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct HealthCheck {
     pub node: String,
     pub check_id: String,
@@ -158,20 +213,20 @@ pub struct HealthEntry {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
-    nodes: BTreeMap<String, Node>,
+    pub(crate) nodes: BTreeMap<String, Node>,
     /// Keyed "node\0service_id": a node's services are one contiguous range.
-    services: BTreeMap<String, Service>,
+    pub(crate) services: BTreeMap<String, Service>,
     /// Keyed "node\0check_id".
-    checks: BTreeMap<String, HealthCheck>,
-    nodes_index: u64,
-    services_index: u64,
-    checks_index: u64,
+    pub(crate) checks: BTreeMap<String, HealthCheck>,
+    pub(crate) nodes_index: u64,
+    pub(crate) services_index: u64,
+    pub(crate) checks_index: u64,
     /// Last index at which anything about a service changed on this shard. Kept after the
     /// last instance goes, so a blocking query on a vanished service still sees its index move.
-    service_index: HashMap<String, u64>,
+    pub(crate) service_index: HashMap<String, u64>,
     /// Derived: service name -> "node\0service_id" keys.
     #[serde(skip)]
-    by_name: HashMap<String, BTreeSet<String>>,
+    pub(crate) by_name: HashMap<String, BTreeSet<String>>,
 }
 
 fn pair(node: &str, id: &str) -> String {

@@ -13,7 +13,18 @@ use serde::{Deserialize, Serialize};
 use crate::command::{KvOp, KvVerb};
 use crate::session::Session;
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct KvEntry {
     pub key: String,
     pub value: Bytes,
@@ -62,10 +73,10 @@ pub struct KvUndo {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct KvTable {
-    entries: BTreeMap<String, KvEntry>,
-    tombstones: BTreeMap<String, u64>,
+    pub(crate) entries: BTreeMap<String, KvEntry>,
+    pub(crate) tombstones: BTreeMap<String, u64>,
     /// Raft index of the last change to this shard's part of the table.
-    index: u64,
+    pub(crate) index: u64,
     /// Derived: the keys each session holds on this shard.
     #[serde(skip)]
     held: HashMap<String, BTreeSet<String>>,

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod command;
 pub mod coord;
+pub mod image;
 pub mod kv;
 pub mod local;
 pub mod route;

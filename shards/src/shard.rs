@@ -46,13 +46,13 @@ impl Touched {
 pub struct Shard {
     id: usize,
     nshards: usize,
-    kv: KvTable,
-    sessions: SessionTable,
-    catalog: Catalog,
+    pub(crate) kv: KvTable,
+    pub(crate) sessions: SessionTable,
+    pub(crate) catalog: Catalog,
     /// Key -> ms (leader clock) until which `lock` is refused after its holder was invalidated.
-    lock_delays: HashMap<String, u64>,
+    pub(crate) lock_delays: HashMap<String, u64>,
     /// Highest raft index applied on this shard.
-    applied: u64,
+    pub(crate) applied: u64,
     #[serde(skip)]
     touched: Touched,
 }

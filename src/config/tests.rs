@@ -180,7 +180,7 @@ fn config_dir_loads_json_and_hcl_in_lexical_order() {
     assert_eq!(
         c.dns.recursors,
         vec![
-            "1.1.1.1:5353".parse().unwrap(),
+            "1.1.1.1:5353".parse::<std::net::SocketAddr>().unwrap(),
             "8.8.8.8:53".parse().unwrap()
         ]
     );

@@ -15,6 +15,7 @@
 pub mod log_store;
 pub mod network;
 pub mod rt;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
@@ -49,11 +50,15 @@ pub use self::types::{LoggedProposal, MusterNode, TypeConfig};
 pub trait Applier: 'static {
     /// Apply committed entries in order; returns one result per entry, same order.
     fn apply(&self, batch: Vec<(u64, Proposal)>) -> LocalBoxFuture<'static, Vec<CommandResult>>;
-    /// A full image of the replicated state (for snapshots).
-    fn export(&self) -> LocalBoxFuture<'static, Vec<u8>>;
+    /// Takes a full image of the replicated state (for snapshots). The future should only
+    /// copy what it needs; the returned job serializes it and runs on a blocking thread.
+    fn export(&self) -> LocalBoxFuture<'static, ExportJob>;
     /// Replace the replicated state with an image from `export`.
     fn import(&self, image: Vec<u8>) -> LocalBoxFuture<'static, Result<(), String>>;
 }
+
+/// Produces an image's bytes off the reactor; see [`Applier::export`].
+pub type ExportJob = Box<dyn FnOnce() -> Vec<u8> + Send>;
 
 /// Leader sends heartbeats this often, in ms. Tight for `-dev`: one node, no network.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
@@ -62,6 +67,8 @@ pub const DEFAULT_ELECTION_MIN_MS: u64 = 300;
 pub const DEFAULT_ELECTION_MAX_MS: u64 = 600;
 /// Take a snapshot after this many entries since the last one, so long dev runs stay bounded.
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
+/// openraft's default for entries kept behind a snapshot.
+pub const DEFAULT_TRAILING_LOGS: u64 = 1_000;
 
 /// Raft timing and compaction settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +76,11 @@ pub struct RaftConfigKnobs {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
+    /// openraft snapshots after this many entries since the last one; 0: only when
+    /// [`RaftServer::trigger_snapshot`] asks (durable servers run Consul's interval check).
     pub snapshot_logs: u64,
+    /// Entries kept in the log behind a snapshot (Consul's `raft_trailing_logs`).
+    pub trailing_logs: u64,
 }
 
 impl Default for RaftConfigKnobs {
@@ -79,6 +90,7 @@ impl Default for RaftConfigKnobs {
             election_min_ms: DEFAULT_ELECTION_MIN_MS,
             election_max_ms: DEFAULT_ELECTION_MAX_MS,
             snapshot_logs: DEFAULT_SNAPSHOT_LOGS,
+            trailing_logs: DEFAULT_TRAILING_LOGS,
         }
     }
 }
@@ -90,7 +102,12 @@ impl RaftConfigKnobs {
             heartbeat_interval: self.heartbeat_ms,
             election_timeout_min: self.election_min_ms,
             election_timeout_max: self.election_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            snapshot_policy: if self.snapshot_logs == 0 {
+                SnapshotPolicy::Never
+            } else {
+                SnapshotPolicy::LogsSinceLast(self.snapshot_logs)
+            },
+            max_in_snapshot_log_to_keep: self.trailing_logs,
             ..Config::default()
         };
         config
@@ -191,13 +208,13 @@ impl<A: Applier> RaftServer<A> {
     /// With a durable log: open it on this same executor first
     /// (`DiskLogStore::open(data_dir, DiskLogOptions::default())`), pass a clone here and keep
     /// one; after [`RaftServer::shutdown`] call `DiskLogStore::close` so the last batch is on disk
-    /// and the directory lock is released. A restart re-applies the committed log to the
-    /// applier. Snapshots are still in memory only: once the log has been purged behind one, a
-    /// restart fails with "Cannot re-apply logs ... purged up to ..." until snapshots persist.
+    /// and the directory lock is released. The state machine comes with its snapshot store and
+    /// the snapshot already loaded into the applier ([`MusterStateMachine::with_store`]); openraft
+    /// then re-applies the committed log after that snapshot.
     pub async fn start_single<LS>(
         node_id: u64,
         node: MusterNode,
-        applier: A,
+        sm: MusterStateMachine<A>,
         log_store: LS,
         knobs: RaftConfigKnobs,
     ) -> Result<Self, RaftStartError>
@@ -205,7 +222,6 @@ impl<A: Applier> RaftServer<A> {
         LS: RaftLogStorage<TypeConfig>,
     {
         let config = Arc::new(knobs.to_openraft()?);
-        let sm = MusterStateMachine::new(applier);
         let raft = MusterRaft::new(node_id, config, NoPeersNetwork, log_store, sm)
             .await
             .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
@@ -224,6 +240,12 @@ impl<A: Applier> RaftServer<A> {
             }
         }
 
+        // A lone voter need not sit out an election timeout after a restart.
+        if initialized {
+            if let Err(e) = raft.trigger().elect(false).await {
+                return Err(RaftStartError::Fatal(e.to_string()));
+            }
+        }
         let wait = knobs.leader_wait();
         raft.wait(Some(wait))
             .metrics(
@@ -353,6 +375,35 @@ impl<A: Applier> RaftServer<A> {
                 ServerState::Shutdown => "Shutdown",
             },
         }
+    }
+
+    /// Asks openraft to build a snapshot now (it is written to the store, then the log purged).
+    pub async fn trigger_snapshot(&self) -> Result<(), WriteError> {
+        self.inner
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| WriteError::Fatal(e.to_string()))
+    }
+
+    /// A snapshot file of the state as of the last applied entry (not recorded as current):
+    /// for `GET /v1/snapshot`. The image is taken between two applies.
+    pub async fn snapshot_now(&self) -> Result<Vec<u8>, WriteError> {
+        let builder = self
+            .inner
+            .raft
+            .with_state_machine(|sm: &mut MusterStateMachine<A>| {
+                let sm = sm.clone();
+                Box::pin(async move { sm.take_builder().await })
+            })
+            .await
+            .map_err(|e| WriteError::Fatal(e.to_string()))?;
+        let mut builder = builder;
+        builder
+            .encode()
+            .await
+            .map_err(|e| WriteError::Rejected(e.to_string()))
     }
 
     /// Stops raft's tasks; later writes fail with [`WriteError::Fatal`].

@@ -1,9 +1,10 @@
 //! openraft's state machine for Muster: bookkeeping of applied log ids and membership here,
 //! application data delegated to an [`Applier`].
 //!
-//! Snapshot format (`Vec<u8>`): `[u32 LE header length][header][applier image]`, where the header
-//! is the JSON-encoded [`SnapshotMeta`] (last log id, last membership) and the image is whatever
-//! [`Applier::export`] returned. The header lets a snapshot file be validated on its own.
+//! Snapshot data is a whole snapshot file as [`super::snapshot`] lays it out (checksummed header,
+//! metadata, the applier's image). With a [`SnapshotStore`] (durable servers) every snapshot built
+//! or installed is written to disk before openraft hears of it, so the log is never purged behind
+//! a snapshot that is not durable; without one (`-dev`) the newest is kept in memory.
 
 use std::cell::RefCell;
 use std::io;
@@ -15,10 +16,11 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
+use super::snapshot::{self, SnapshotStore};
 use super::types::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
-use super::Applier;
+use super::{Applier, ExportJob};
 
-/// Snapshot payload handed to openraft; see the module docs for the layout.
+/// Snapshot payload handed to openraft: a whole snapshot file.
 pub type SnapshotData = Vec<u8>;
 
 type MusterSnapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
@@ -27,11 +29,14 @@ type MusterSnapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, Snaps
 struct SmState {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
+    /// Newest snapshot, in memory (no store) or as its metadata (the file holds the data).
     current_snapshot: Option<MusterSnapshot>,
+    current_meta: Option<SnapshotMeta>,
 }
 
 struct Shared<A> {
     applier: A,
+    store: Option<Rc<SnapshotStore>>,
     state: RefCell<SmState>,
 }
 
@@ -49,13 +54,41 @@ impl<A: Applier> Clone for MusterStateMachine<A> {
 }
 
 impl<A: Applier> MusterStateMachine<A> {
+    /// A state machine whose snapshots live in memory (`-dev`, tests).
     pub fn new(applier: A) -> Self {
+        Self::with_store(applier, None, None)
+    }
+
+    /// A state machine writing its snapshots to `store`. `restored`: the metadata of the
+    /// snapshot whose image the applier already holds (loaded at start), so openraft resumes
+    /// from there and replays only the log after it.
+    pub fn with_store(
+        applier: A,
+        store: Option<Rc<SnapshotStore>>,
+        restored: Option<SnapshotMeta>,
+    ) -> Self {
+        let state = SmState {
+            last_applied: restored.as_ref().and_then(|m| m.last_log_id),
+            last_membership: restored
+                .as_ref()
+                .map(|m| m.last_membership.clone())
+                .unwrap_or_default(),
+            current_snapshot: None,
+            current_meta: restored,
+        };
         Self {
             shared: Rc::new(Shared {
                 applier,
-                state: RefCell::new(SmState::default()),
+                store,
+                state: RefCell::new(state),
             }),
         }
+    }
+
+    /// The image as of now, for a snapshot that is not openraft's (`GET /v1/snapshot`). Call
+    /// it on openraft's state machine task (`Raft::with_state_machine`), between applies.
+    pub async fn take_builder(&self) -> MusterSnapshotBuilder<A> {
+        self.builder().await
     }
 
     pub fn applier(&self) -> &A {
@@ -76,62 +109,88 @@ fn invalid_data(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-/// Serialises the snapshot header and appends the applier image.
-pub fn encode_snapshot(meta: &SnapshotMeta, image: &[u8]) -> Result<SnapshotData, io::Error> {
-    let header = simd_json::serde::to_vec(meta)
-        .map_err(|e| invalid_data(format!("cannot encode snapshot header: {e}")))?;
-    let header_len = u32::try_from(header.len())
-        .map_err(|_| invalid_data("snapshot header larger than 4 GiB"))?;
-    let mut out = Vec::with_capacity(4 + header.len() + image.len());
-    out.extend_from_slice(&header_len.to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(image);
-    Ok(out)
-}
-
-/// Splits a snapshot into its header and (a borrow of) the applier image.
-pub fn decode_snapshot(data: &[u8]) -> Result<(SnapshotMeta, &[u8]), io::Error> {
-    let Some(len_bytes) = data.first_chunk::<4>() else {
-        return Err(invalid_data("snapshot shorter than its length prefix"));
-    };
-    let header_len = u32::from_le_bytes(*len_bytes) as usize;
-    let header_end = 4usize
-        .checked_add(header_len)
-        .filter(|&end| end <= data.len())
-        .ok_or_else(|| invalid_data("snapshot header length exceeds the snapshot"))?;
-    // simd-json parses in place, so only the (small) header is copied.
-    let mut header = data[4..header_end].to_vec();
-    let meta: SnapshotMeta = simd_json::serde::from_slice(&mut header)
-        .map_err(|e| invalid_data(format!("corrupt snapshot header: {e}")))?;
-    Ok((meta, &data[header_end..]))
-}
-
 /// Builds a snapshot from an image exported when the builder was made.
 pub struct MusterSnapshotBuilder<A: Applier> {
     shared: Rc<Shared<A>>,
     meta: SnapshotMeta,
-    image: Vec<u8>,
+    job: Option<ExportJob>,
+}
+
+impl<A: Applier> MusterSnapshotBuilder<A> {
+    /// Serializes the image and the file around it on a blocking thread: the reactor (and the
+    /// applies waiting on it) only paid for taking the image.
+    pub async fn encode(&mut self) -> Result<Vec<u8>, io::Error> {
+        let job = self
+            .job
+            .take()
+            .ok_or_else(|| io::Error::other("snapshot builder used twice"))?;
+        let meta = self.meta.clone();
+        glommio::executor()
+            .spawn_blocking(move || snapshot::encode(&meta, &job()))
+            .await
+            .map_err(|e| invalid_data(e.to_string()))
+    }
 }
 
 impl<A: Applier> RaftSnapshotBuilder<TypeConfig> for MusterSnapshotBuilder<A> {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<MusterSnapshot, io::Error> {
-        let data = encode_snapshot(&self.meta, &self.image)?;
+        let mut data = self.encode().await?;
+        if let Some(store) = &self.shared.store {
+            let (stored, back) = store.save(data).await.map_err(io::Error::other)?;
+            log::info!(
+                "snapshot at index {} written to {} ({} bytes)",
+                self.meta.last_log_id.map_or(0, |id| id.index()),
+                stored.path.display(),
+                stored.size
+            );
+            data = back;
+        }
         let snapshot = MusterSnapshot {
             meta: self.meta.clone(),
             snapshot: data,
         };
-        let mut state = self.shared.state.borrow_mut();
+        self.shared.record_current(&snapshot);
+        Ok(snapshot)
+    }
+}
+
+impl<A: Applier> Shared<A> {
+    fn record_current(&self, snapshot: &MusterSnapshot) {
+        let mut state = self.state.borrow_mut();
         // A concurrent install may already have moved past this build.
         let newer_exists = state
-            .current_snapshot
+            .current_meta
             .as_ref()
-            .is_some_and(|cur| cur.meta.last_log_id > snapshot.meta.last_log_id);
-        if !newer_exists {
-            state.current_snapshot = Some(snapshot.clone());
+            .is_some_and(|cur| cur.last_log_id > snapshot.meta.last_log_id);
+        if newer_exists {
+            return;
         }
-        Ok(snapshot)
+        state.current_meta = Some(snapshot.meta.clone());
+        // With a store the file is the copy; memory keeps only the metadata.
+        state.current_snapshot = self.store.is_none().then(|| snapshot.clone());
+    }
+}
+
+impl<A: Applier> MusterStateMachine<A> {
+    /// Takes the image between two applies: openraft keeps applying while a builder runs on
+    /// another task, so only here does the image match `last_applied` exactly.
+    async fn builder(&self) -> MusterSnapshotBuilder<A> {
+        let meta = {
+            let state = self.shared.state.borrow();
+            let last = state.last_applied;
+            SnapshotMeta {
+                last_log_id: last,
+                last_membership: state.last_membership.clone(),
+            }
+        };
+        let job = self.shared.applier.export().await;
+        MusterSnapshotBuilder {
+            shared: self.shared.clone(),
+            meta,
+            job: Some(job),
+        }
     }
 }
 
@@ -210,21 +269,7 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for MusterStateMachine<A> {
     }
 
     async fn get_snapshot_builder(&mut self) -> MusterSnapshotBuilder<A> {
-        // openraft keeps applying while a builder runs on another task, so the image is taken
-        // now, between two `apply` calls, where it matches `last_applied` exactly.
-        let meta = {
-            let state = self.shared.state.borrow();
-            SnapshotMeta {
-                last_log_id: state.last_applied,
-                last_membership: state.last_membership.clone(),
-            }
-        };
-        let image = self.shared.applier.export().await;
-        MusterSnapshotBuilder {
-            shared: self.shared.clone(),
-            meta,
-            image,
-        }
+        self.builder().await
     }
 
     async fn install_snapshot(
@@ -232,7 +277,8 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for MusterStateMachine<A> {
         meta: &SnapshotMeta,
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let (header, image) = decode_snapshot(&snapshot)?;
+        let (header, image) =
+            snapshot::decode(&snapshot).map_err(|e| invalid_data(e.to_string()))?;
         if header.last_log_id != meta.last_log_id || header.last_membership != meta.last_membership
         {
             return Err(invalid_data(format!(
@@ -245,10 +291,16 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for MusterStateMachine<A> {
             .import(image.to_vec())
             .await
             .map_err(|e| io::Error::other(format!("applier rejected snapshot: {e}")))?;
-        let mut state = self.shared.state.borrow_mut();
-        state.last_applied = meta.last_log_id;
-        state.last_membership = meta.last_membership.clone();
-        state.current_snapshot = Some(MusterSnapshot {
+        {
+            let mut state = self.shared.state.borrow_mut();
+            state.last_applied = meta.last_log_id;
+            state.last_membership = meta.last_membership.clone();
+        }
+        let mut snapshot = snapshot;
+        if let Some(store) = &self.shared.store {
+            snapshot = store.save(snapshot).await.map_err(io::Error::other)?.1;
+        }
+        self.shared.record_current(&MusterSnapshot {
             meta: meta.clone(),
             snapshot,
         });
@@ -256,6 +308,22 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for MusterStateMachine<A> {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<MusterSnapshot>, io::Error> {
-        Ok(self.shared.state.borrow().current_snapshot.clone())
+        let (mem, meta) = {
+            let state = self.shared.state.borrow();
+            (state.current_snapshot.clone(), state.current_meta.clone())
+        };
+        if mem.is_some() {
+            return Ok(mem);
+        }
+        let (Some(store), Some(meta)) = (&self.shared.store, meta) else {
+            return Ok(None);
+        };
+        let Some(data) = store.read_newest().await.map_err(io::Error::other)? else {
+            return Ok(None);
+        };
+        Ok(Some(MusterSnapshot {
+            meta,
+            snapshot: data,
+        }))
     }
 }

@@ -23,9 +23,9 @@ impl Applier for RecordingApplier {
         Box::pin(async move { vec![CommandResult::default(); n] })
     }
 
-    fn export(&self) -> LocalBoxFuture<'static, Vec<u8>> {
+    fn export(&self) -> LocalBoxFuture<'static, ExportJob> {
         let image = simd_json::serde::to_vec(&*self.seen.borrow()).expect("encode image");
-        Box::pin(async move { image })
+        Box::pin(async move { Box::new(move || image) as ExportJob })
     }
 
     fn import(&self, mut image: Vec<u8>) -> LocalBoxFuture<'static, Result<(), String>> {
@@ -125,7 +125,7 @@ fn single_voter_applies_writes_in_order() {
         let server = RaftServer::start_single(
             1,
             dev_node(),
-            applier.clone(),
+            MusterStateMachine::new(applier.clone()),
             MemLogStore::new(),
             RaftConfigKnobs::default(),
         )
@@ -200,7 +200,7 @@ fn single_voter_on_the_disk_log_resumes_after_restart() {
         let server = RaftServer::start_single(
             1,
             dev_node(),
-            applier.clone(),
+            MusterStateMachine::new(applier.clone()),
             log.clone(),
             RaftConfigKnobs::default(),
         )
@@ -233,7 +233,7 @@ fn single_voter_on_the_disk_log_resumes_after_restart() {
         let server = RaftServer::start_single(
             1,
             dev_node(),
-            applier.clone(),
+            MusterStateMachine::new(applier.clone()),
             log.clone(),
             RaftConfigKnobs::default(),
         )
@@ -262,9 +262,15 @@ fn snapshots_bound_the_in_memory_log() {
             snapshot_logs: 100,
             ..RaftConfigKnobs::default()
         };
-        let server = RaftServer::start_single(1, dev_node(), applier.clone(), log.clone(), knobs)
-            .await
-            .expect("start single voter");
+        let server = RaftServer::start_single(
+            1,
+            dev_node(),
+            MusterStateMachine::new(applier.clone()),
+            log.clone(),
+            knobs,
+        )
+        .await
+        .expect("start single voter");
 
         // openraft keeps 1,000 entries behind the snapshot; write enough to purge past that.
         const N: u64 = 1_500;
@@ -285,22 +291,4 @@ fn snapshots_bound_the_in_memory_log() {
 
         server.shutdown().await;
     });
-}
-
-#[test]
-fn snapshot_header_round_trips_and_rejects_garbage() {
-    use super::state_machine::{decode_snapshot, encode_snapshot};
-    use super::types::SnapshotMeta;
-
-    let meta = SnapshotMeta::default();
-    let data = encode_snapshot(&meta, b"image").expect("encode");
-    let (decoded, image) = decode_snapshot(&data).expect("decode");
-    assert_eq!(decoded, meta);
-    assert_eq!(image, b"image");
-
-    assert!(decode_snapshot(&[1, 0]).is_err());
-    assert!(decode_snapshot(&[200, 0, 0, 0, b'{']).is_err());
-    let mut corrupt = data.clone();
-    corrupt[5] ^= 0xff;
-    assert!(decode_snapshot(&corrupt).is_err());
 }

@@ -52,3 +52,8 @@ pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
 pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
 /// Snapshot metadata of this type config.
 pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+
+/// The term of the leader that wrote `id`.
+pub fn term_of(id: &LogId) -> u64 {
+    id.leader_id.term
+}

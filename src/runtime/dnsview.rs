@@ -30,6 +30,12 @@ pub fn install(view: Rc<RefCell<DnsView>>) {
 }
 
 async fn load_all() -> Result<(), super::mesh::CallError> {
+    let (services, nodes) = all_names().await?;
+    refresh(services, nodes).await
+}
+
+/// Every service and node name in the catalog.
+pub async fn all_names() -> Result<(BTreeSet<String>, BTreeSet<String>), super::mesh::CallError> {
     let n = core().placement.nshards();
     let parts = join_all((0..n).map(|s| {
         Shards::default().call(s, |sh| {
@@ -48,7 +54,21 @@ async fn load_all() -> Result<(), super::mesh::CallError> {
         services.extend(s);
         nodes.extend(n);
     }
-    refresh(services, nodes).await
+    Ok((services, nodes))
+}
+
+/// Re-reads the given names plus every name now in the catalog into the DNS view: after the
+/// whole state was replaced, `before` holds the names that may have disappeared.
+pub async fn reload(
+    before: (BTreeSet<String>, BTreeSet<String>),
+) -> Result<(), super::mesh::CallError> {
+    let (mut services, mut nodes) = all_names().await?;
+    services.extend(before.0);
+    nodes.extend(before.1);
+    let c = core();
+    c.mesh
+        .call(c.placement.dns, move || refresh(services, nodes))
+        .await?
 }
 
 /// Brings the DNS view up to date with every write applied so far. The raft apply loop calls

@@ -49,6 +49,10 @@ pub struct Settings {
     pub kv_max_value_size: usize,
     pub session_ttl_min: Duration,
     pub raft_snapshot_threshold: u64,
+    pub raft_snapshot_interval: Duration,
+    pub raft_trailing_logs: u64,
+    /// Durable state lives here unless `dev` (the raft log, snapshots).
+    pub data_dir: Option<std::path::PathBuf>,
     pub enable_script_checks: bool,
     pub enable_local_script_checks: bool,
 }
@@ -83,8 +87,20 @@ impl Settings {
             kv_max_value_size: usize::try_from(c.limits.kv_max_value_size).unwrap_or(usize::MAX),
             session_ttl_min: c.session_ttl_min,
             raft_snapshot_threshold: c.raft.snapshot_threshold,
+            raft_snapshot_interval: c.raft.snapshot_interval,
+            raft_trailing_logs: c.raft.trailing_logs,
+            data_dir: c.data_dir.clone(),
             enable_script_checks: c.enable_script_checks,
             enable_local_script_checks: c.enable_local_script_checks,
+        }
+    }
+
+    /// The data dir when state must survive restarts (not `-dev`).
+    pub fn durable_dir(&self) -> Option<&std::path::Path> {
+        if self.dev {
+            None
+        } else {
+            self.data_dir.as_deref()
         }
     }
 
@@ -98,9 +114,17 @@ impl Settings {
 pub struct Control {
     shutdown: AtomicBool,
     reloads: AtomicU64,
+    /// Why the agent cannot run (set once, then shutdown); the process exits with it.
+    fatal: std::sync::OnceLock<String>,
 }
 
 impl Control {
+    /// Stops the agent because it cannot run; `run` returns this as its error.
+    pub fn fail(&self, why: String) {
+        let _ = self.fatal.set(why);
+        self.request_shutdown();
+    }
+
     pub fn request_shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
     }
@@ -221,6 +245,9 @@ pub fn run(settings: Settings, config: crate::config::Config) -> Result<(), Runt
                 first_err.get_or_insert(RuntimeError::Executor(i, e.to_string()));
             }
         }
+    }
+    if let Some(why) = control.fatal.get() {
+        return Err(RuntimeError::Raft(why.clone()));
     }
     match first_err {
         Some(e) => Err(e),

@@ -11,12 +11,16 @@ use futures::FutureExt;
 use muster_shards::catalog::{HealthCheck, Node, Registration, Service};
 use muster_shards::command::{Command, CommandResult, NodeRegistration, Proposal};
 use muster_shards::coord;
-use muster_shards::shard::Shard;
 
 use super::core::{core, RaftView, Shards};
 use crate::http::api::now_ms;
 use crate::http::error::{ApiError, ApiResult};
-use crate::raft::{Applier, MemLogStore, MusterNode, RaftConfigKnobs, RaftServer, WriteError};
+use crate::raft::snapshot::{self, SnapshotStore};
+use crate::raft::{
+    Applier, DiskLogOptions, DiskLogStore, ExportJob, MemLogStore, MusterNode, MusterStateMachine,
+    RaftConfigKnobs, RaftServer, WriteError,
+};
+use muster_shards::image::Image;
 
 /// Consul fires a session's TTL timer at twice the TTL, so a client renewing at the TTL is safe.
 const SESSION_TTL_MULTIPLIER: u32 = 2;
@@ -70,50 +74,53 @@ impl Applier for MusterApplier {
         .boxed_local()
     }
 
-    fn export(&self) -> LocalBoxFuture<'static, Vec<u8>> {
+    fn export(&self) -> LocalBoxFuture<'static, ExportJob> {
         async move {
-            let parts = coord::on_all(&Shards::default(), |s| {
-                simd_json::to_vec(&*s).unwrap_or_default()
-            })
-            .await
-            .unwrap_or_default();
-            simd_json::to_vec(&parts).unwrap_or_default()
+            let parts = coord::on_all(&Shards::default(), |s| Image::of_shard(s))
+                .await
+                .unwrap_or_default();
+            Box::new(move || snapshot::image_to_body(&Image::merge(parts))) as ExportJob
         }
         .boxed_local()
     }
 
-    fn import(&self, image: Vec<u8>) -> LocalBoxFuture<'static, Result<(), String>> {
+    fn import(&self, body: Vec<u8>) -> LocalBoxFuture<'static, Result<(), String>> {
         async move {
-            let mut image = image;
-            let parts: Vec<Vec<u8>> =
-                simd_json::serde::from_slice(&mut image).map_err(|e| format!("bad snapshot image: {e}"))?;
-            let n = core().placement.nshards();
-            if parts.len() != n {
-                return Err(format!(
-                    "snapshot holds {} shards but this server runs {n}; re-sharding is not supported yet",
-                    parts.len()
-                ));
-            }
-            let mut shards = Vec::with_capacity(n);
-            for mut p in parts {
-                let mut s: Shard = simd_json::serde::from_slice(&mut p).map_err(|e| format!("bad shard image: {e}"))?;
-                s.rebuild();
-                shards.push(s);
-            }
-            let calls = shards.into_iter().enumerate().map(|(i, s)| {
-                Shards::default().call(i, move |mine| *mine = s)
-            });
-            for r in join_all(calls).await {
-                r.map_err(|e| e.to_string())?;
-            }
-            Ok(())
+            let image = glommio::executor()
+                .spawn_blocking(move || snapshot::image_from_body(&body))
+                .await?;
+            install_image(image).await
         }
         .boxed_local()
     }
 }
 
+/// Replaces every shard's state with its part of `image`, then wakes every watcher and
+/// refreshes the DNS views, since anything may have changed.
+pub async fn install_image(image: Image) -> Result<(), String> {
+    let n = core().placement.nshards();
+    let before = super::dnsview::all_names()
+        .await
+        .map_err(|e| e.to_string())?;
+    let parts = image.into_shards(n);
+    let calls = parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| Shards::default().call(i, move |mine| *mine = s));
+    for r in join_all(calls).await {
+        r.map_err(|e| e.to_string())?;
+    }
+    super::watch::wake_all().await;
+    if let Err(e) = super::dnsview::reload(before).await {
+        log::warn!("DNS view not refreshed after a snapshot install: {e}");
+    }
+    Ok(())
+}
+
 struct RaftNode {
     server: RaftServer<MusterApplier>,
+    /// Closed after raft stops, so the last batch is on disk and the directory lock released.
+    disk_log: Option<DiskLogStore>,
     /// Session id -> when its TTL timer fires (leader only).
     session_deadlines: RefCell<HashMap<String, Instant>>,
 }
@@ -136,29 +143,61 @@ pub async fn run() {
         id: s.node_id.clone(),
         addr: s.server_addr().to_string(),
     };
+    let started = Instant::now();
+    let durable = s.durable_dir().map(|d| d.to_path_buf());
     let knobs = RaftConfigKnobs {
-        snapshot_logs: s.raft_snapshot_threshold,
+        // Durable servers snapshot on Consul's interval check (below); -dev on openraft's count.
+        snapshot_logs: if durable.is_some() {
+            0
+        } else {
+            s.raft_snapshot_threshold.max(1)
+        },
+        trailing_logs: s.raft_trailing_logs,
         ..RaftConfigKnobs::default()
     };
-    let server = match RaftServer::start_single(
-        DEV_NODE_ID,
-        me,
-        MusterApplier,
-        MemLogStore::default(),
-        knobs,
-    )
-    .await
-    {
+    let started_raft = match &durable {
+        Some(dir) => start_durable(dir, me, knobs).await,
+        None => RaftServer::start_single(
+            DEV_NODE_ID,
+            me,
+            MusterStateMachine::new(MusterApplier),
+            MemLogStore::default(),
+            knobs,
+        )
+        .await
+        .map(|s| (s, None))
+        .map_err(|e| e.to_string()),
+    };
+    let (server, disk_log) = match started_raft {
         Ok(s) => s,
         Err(e) => {
             log::error!("raft failed to start: {e}");
-            c.control.request_shutdown();
+            c.control.fail(e);
             return;
         }
     };
+    log::info!(
+        "raft ready in {:.1} ms (last index {}, applied {})",
+        started.elapsed().as_secs_f64() * 1e3,
+        server.stats().last_log_index,
+        server.stats().applied_index
+    );
+    if durable.is_some() {
+        glommio::spawn_local_into(
+            snapshot_interval_check(
+                server.clone(),
+                s.raft_snapshot_interval,
+                s.raft_snapshot_threshold,
+            ),
+            c.queues.background,
+        )
+        .expect("background task queue exists")
+        .detach();
+    }
     RAFT.with(|r| {
         *r.borrow_mut() = Some(Rc::new(RaftNode {
             server,
+            disk_log,
             session_deadlines: RefCell::default(),
         }))
     });
@@ -178,6 +217,95 @@ pub async fn run() {
         if v != last {
             last = v;
             publish_view().await;
+        }
+    }
+}
+
+/// Opens the data dir: the newest valid snapshot goes into the shards, then raft starts on the
+/// durable log and re-applies what was committed after that snapshot.
+async fn start_durable(
+    dir: &std::path::Path,
+    me: MusterNode,
+    knobs: RaftConfigKnobs,
+) -> Result<(RaftServer<MusterApplier>, Option<DiskLogStore>), String> {
+    let t0 = Instant::now();
+    let store = SnapshotStore::open(dir).await.map_err(|e| e.to_string())?;
+    let loaded = store
+        .load_newest(|_, body| snapshot::image_from_body(body))
+        .await
+        .map_err(|e| {
+            format!(
+                "{e}. Every snapshot in {} is unreadable; restore the data dir from a backup \
+                 or `muster snapshot restore` into an empty one",
+                store.dir().display()
+            )
+        })?;
+    let t_snap = t0.elapsed();
+    let log = DiskLogStore::open(dir, DiskLogOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let snap_index = loaded
+        .as_ref()
+        .and_then(|l| l.stored.meta.last_log_id)
+        .map_or(0, |id| id.index());
+    if let Some(purged) = log.purged() {
+        if purged.index() > snap_index {
+            let _ = log.close().await;
+            return Err(format!(
+                "the raft log in {} starts after index {} but the newest readable snapshot \
+                 covers only up to index {snap_index}: entries in between are lost. Restore \
+                 the data dir from a backup",
+                dir.display(),
+                purged.index()
+            ));
+        }
+    }
+    log.set_purge_cap(store.purge_cap());
+    let restored = match loaded {
+        Some(l) => {
+            let t = Instant::now();
+            install_image(l.value).await?;
+            log::info!(
+                "loaded snapshot {} (index {snap_index}, {} bytes) in {:.1} ms, installed in {:.1} ms",
+                l.stored.path.display(),
+                l.stored.size,
+                t_snap.as_secs_f64() * 1e3,
+                t.elapsed().as_secs_f64() * 1e3
+            );
+            Some(l.stored.meta)
+        }
+        None => None,
+    };
+    let sm = MusterStateMachine::with_store(MusterApplier, Some(Rc::new(store)), restored);
+    match RaftServer::start_single(DEV_NODE_ID, me, sm, log.clone(), knobs).await {
+        Ok(server) => Ok((server, Some(log))),
+        Err(e) => {
+            let _ = log.close().await;
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Consul's snapshot rule: every `interval` (jittered), snapshot if at least `threshold`
+/// entries were applied since the last snapshot.
+async fn snapshot_interval_check(
+    server: RaftServer<MusterApplier>,
+    interval: Duration,
+    threshold: u64,
+) {
+    let interval = interval.max(Duration::from_millis(10));
+    loop {
+        let jitter = interval.mul_f64(fastrand::f64() / 8.0);
+        glommio::timer::sleep(interval + jitter).await;
+        if core().control.shutting_down() {
+            return;
+        }
+        let st = server.stats();
+        if st.applied_index.saturating_sub(st.last_snapshot_index) >= threshold.max(1) {
+            if let Err(e) = server.trigger_snapshot().await {
+                log::warn!("cannot start a snapshot: {e}");
+                return;
+            }
         }
     }
 }
@@ -422,6 +550,11 @@ pub async fn shutdown() {
             .is_err()
         {
             log::warn!("raft did not stop within {SHUTDOWN_TIMEOUT:?}");
+        }
+        if let Some(log) = &n.disk_log {
+            if let Err(e) = log.close().await {
+                log::error!("closing the raft log: {e}");
+            }
         }
     }
     RAFT.with(|r| r.borrow_mut().take());

@@ -63,6 +63,21 @@ impl Watchers {
         self.len() == 0
     }
 
+    /// Wakes every waiter: the whole state was replaced (snapshot install or restore).
+    pub fn wake_all(&mut self) {
+        for list in self
+            .keys
+            .drain()
+            .chain(self.prefixes.drain())
+            .chain(self.services.drain())
+        {
+            fire(Some(list.1));
+        }
+        for (_, list) in self.tables.drain() {
+            fire(Some(list));
+        }
+    }
+
     pub fn wake(&mut self, t: &Touched) {
         for table in &t.tables {
             fire(self.tables.remove(table));
@@ -81,6 +96,17 @@ impl Watchers {
             }
         }
     }
+}
+
+/// Wakes every blocking query on every core.
+pub async fn wake_all() {
+    let c = super::core::core();
+    let calls = (0..c.placement.executors).map(|e| {
+        c.mesh.call(e, || async {
+            super::core::core().watchers.borrow_mut().wake_all();
+        })
+    });
+    futures::future::join_all(calls).await;
 }
 
 #[cfg(test)]
@@ -112,6 +138,22 @@ mod tests {
         assert_eq!(miss.try_recv(), Ok(None));
         assert_eq!(sess.try_recv(), Ok(None));
         assert_eq!(w.len(), 3);
+    }
+
+    #[test]
+    fn wake_all_wakes_every_kind() {
+        let mut w = Watchers::default();
+        let mut rx = vec![
+            w.register(WatchKey::Key("a".into())),
+            w.register(WatchKey::Prefix("b/".into())),
+            w.register(WatchKey::Table(Table::Nodes)),
+            w.register(WatchKey::Service("web".into())),
+        ];
+        w.wake_all();
+        for r in &mut rx {
+            assert_eq!(r.try_recv(), Ok(Some(())));
+        }
+        assert!(w.is_empty());
     }
 
     #[test]

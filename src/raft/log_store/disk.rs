@@ -39,7 +39,7 @@
 //! in-memory index (never borrowed across an `.await`) and a [`LocalMutex`] around the writer,
 //! whose guard is what is held across the disk I/O.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::io;
@@ -388,7 +388,12 @@ impl Drop for DirLock {
 struct Shared {
     state: RefCell<State>,
     writer: LocalMutex<Writer>,
+    /// See [`DiskLogStore::set_purge_cap`].
+    purge_cap: RefCell<Option<PurgeCap>>,
 }
+
+/// The highest log id a purge may reach; `None` in the cell: no purge at all.
+pub type PurgeCap = Rc<Cell<Option<LogId>>>;
 
 /// Durable raft log on glommio DMA files. Clones share one log; keep it on the executor that
 /// opened it. See the module docs for how it meets openraft's contract.
@@ -556,6 +561,7 @@ impl DiskLogStore {
                     lock,
                     frame: Vec::new(),
                 }),
+                purge_cap: RefCell::new(None),
             }),
         };
         if let Some(p) = purged {
@@ -593,6 +599,18 @@ impl DiskLogStore {
     }
 
     /// `<data_dir>/raft`.
+    /// Limits purges to the log id in `cap` (read at each purge), so that the log still holds
+    /// every entry after an older snapshot that a restart may have to fall back to. openraft
+    /// is told a purge happened; the entries kept are merely not deleted yet.
+    pub fn set_purge_cap(&self, cap: PurgeCap) {
+        *self.shared.purge_cap.borrow_mut() = Some(cap);
+    }
+
+    /// The log id the log is purged up to (entries at or before it are gone).
+    pub fn purged(&self) -> Option<LogId> {
+        self.shared.state.borrow().meta.purged
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.shared.state.borrow().raft_dir.clone()
     }
@@ -895,6 +913,13 @@ impl Shared {
     }
 
     async fn purge(&self, w: &mut Writer, upto: LogId) -> Result<(), LogStoreError> {
+        let cap = self.purge_cap.borrow().as_ref().map(|c| c.get());
+        let upto = match cap {
+            None => upto,
+            Some(None) => return Ok(()),
+            Some(Some(cap)) if cap.index() < upto.index() => cap,
+            Some(Some(_)) => upto,
+        };
         self.flush_pending(w).await?;
         let meta = {
             let st = self.state.borrow();

@@ -13,7 +13,9 @@ pub mod mem;
 
 use std::ops::{Bound, RangeBounds};
 
-pub use self::disk::{DiskLogOptions, DiskLogReader, DiskLogStats, DiskLogStore, LogStoreError};
+pub use self::disk::{
+    DiskLogOptions, DiskLogReader, DiskLogStats, DiskLogStore, LogStoreError, PurgeCap,
+};
 pub use self::mem::MemLogStore;
 
 /// Turns any `RangeBounds<u64>` into an inclusive `(first, last)`, or `None` when empty.
