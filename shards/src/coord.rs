@@ -185,20 +185,56 @@ fn kv_result(r: Result<(), KvFailure>) -> CommandResult {
     }
 }
 
-/// A command that touches exactly one shard with one call, so runs of them can be batched.
-fn single_key_write(cmd: &Command) -> Option<&KvOp> {
+/// Commands that touch exactly one shard with one call, so runs of them can be batched. A run
+/// holds one kind only: a registration's session invalidation is deferred to the end of its
+/// run, which is safe among registrations (they never read sessions or KV) but not before a
+/// KV lock operation that could use the session.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunKind {
+    Kv,
+    Register,
+}
+
+fn run_kind(cmd: &Command) -> Option<RunKind> {
     match cmd {
-        Command::Kv(op) if !op.verb.is_tree() => Some(op),
+        Command::Kv(op) if !op.verb.is_tree() => Some(RunKind::Kv),
+        Command::Register(_) => Some(RunKind::Register),
         _ => None,
+    }
+}
+
+fn run_owner(cmd: &Command, n: usize) -> usize {
+    match cmd {
+        Command::Kv(op) => owner_of(&op.key, n),
+        Command::Register(reg) => owner_of(&reg.node.node, n),
+        _ => 0,
+    }
+}
+
+/// One command's outcome on its shard; a registration may still owe session invalidation.
+enum RunResult {
+    Done(CommandResult),
+    Registered { critical: Vec<String> },
+}
+
+fn apply_on_shard(sh: &mut Shard, idx: u64, cmd: &Command) -> RunResult {
+    match cmd {
+        Command::Kv(op) => RunResult::Done(kv_result(sh.kv_write(idx, op))),
+        Command::Register(reg) => match sh.register(idx, reg) {
+            Ok(critical) => RunResult::Registered { critical },
+            Err(text) => RunResult::Done(CommandResult::Error(text)),
+        },
+        _ => RunResult::Done(CommandResult::Error("not a batchable command".into())),
     }
 }
 
 /// One committed entry: raft index, leader time, command.
 pub type Committed = (u64, u64, Command);
 
-/// Applies committed entries in order. Consecutive single-key KV writes are grouped into one
-/// call per owning shard (each shard applies its share in log order, and writes on different
-/// shards commute), so a batch of N writes costs one hop per shard instead of N hops.
+/// Applies committed entries in order. Consecutive single-shard writes of one kind (KV writes,
+/// catalog registrations) are grouped into one call per owning shard (each shard applies its
+/// share in log order, and writes on different shards commute), so a batch of N writes costs
+/// one hop per shard instead of N hops.
 pub async fn apply_batch<B: Backend>(
     b: &B,
     entries: Vec<Committed>,
@@ -207,41 +243,59 @@ pub async fn apply_batch<B: Backend>(
     let mut out: Vec<CommandResult> = Vec::with_capacity(entries.len());
     let mut it = entries.into_iter().peekable();
     while let Some((idx, at_ms, cmd)) = it.next() {
-        if single_key_write(&cmd).is_none() {
+        let Some(kind) = run_kind(&cmd) else {
             out.push(apply(b, idx, at_ms, cmd).await?);
             continue;
-        }
-        let mut run = vec![(idx, cmd)];
+        };
+        let mut run = vec![(idx, at_ms, cmd)];
         while let Some((_, _, next)) = it.peek() {
-            if single_key_write(next).is_none() {
+            if run_kind(next) != Some(kind) {
                 break;
             }
-            let (i, _, c) = it.next().expect("peeked");
-            run.push((i, c));
+            run.push(it.next().expect("peeked"));
         }
         let base = out.len();
         out.resize(base + run.len(), CommandResult::Ok);
-        let mut per_shard: Vec<Vec<(usize, u64, KvOp)>> = vec![Vec::new(); n];
-        for (pos, (i, c)) in run.into_iter().enumerate() {
-            if let Command::Kv(op) = c {
-                per_shard[owner_of(&op.key, n)].push((base + pos, i, op));
-            }
+        // (raft index, leader time, node) of each registration, for deferred invalidation.
+        let mut meta: Vec<(u64, u64, String)> = Vec::with_capacity(run.len());
+        let mut per_shard: Vec<Vec<(usize, u64, Command)>> = vec![Vec::new(); n];
+        for (pos, (i, at, c)) in run.into_iter().enumerate() {
+            let node = match &c {
+                Command::Register(reg) => reg.node.node.clone(),
+                _ => String::new(),
+            };
+            meta.push((i, at, node));
+            per_shard[run_owner(&c, n)].push((base + pos, i, c));
         }
         let calls = per_shard
             .into_iter()
             .enumerate()
-            .filter(|(_, ops)| !ops.is_empty())
-            .map(|(s, ops)| {
+            .filter(|(_, cmds)| !cmds.is_empty())
+            .map(|(s, cmds)| {
                 b.on_shard(s, move |sh| {
-                    ops.into_iter()
-                        .map(|(pos, i, op)| (pos, kv_result(sh.kv_write(i, &op))))
+                    cmds.into_iter()
+                        .map(|(pos, i, c)| (pos, apply_on_shard(sh, i, &c)))
                         .collect::<Vec<_>>()
                 })
             });
+        let mut owed: Vec<(usize, Vec<String>)> = Vec::new();
         for part in join_all(calls).await {
             for (pos, r) in part? {
-                out[pos] = r;
+                match r {
+                    RunResult::Done(r) => out[pos] = r,
+                    RunResult::Registered { critical } => {
+                        out[pos] = CommandResult::Bool(true);
+                        if !critical.is_empty() {
+                            owed.push((pos, critical));
+                        }
+                    }
+                }
             }
+        }
+        owed.sort_by_key(|(pos, _)| *pos);
+        for (pos, critical) in owed {
+            let (i, at, node) = &meta[pos - base];
+            invalidate_bound_sessions(b, *i, *at, node, critical, false).await?;
         }
     }
     Ok(out)

@@ -45,8 +45,12 @@ impl TableIndexes {
 /// The replicated state. Every list is sorted by its key once merged.
 #[derive(Debug, Clone, Default, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Image {
-    /// Highest raft index applied to the state.
+    /// Highest index applied to the state.
     pub applied: u64,
+    /// What the host adds to raft log indexes to get the indexes the state is stamped with.
+    /// Zero until a snapshot from a server further ahead is restored; it then keeps every
+    /// new index above the restored ones (the host's raft log cannot jump forward).
+    pub index_offset: u64,
     pub indexes: TableIndexes,
     pub kv: Vec<KvEntry>,
     /// Deleted keys and the index of their deletion.
@@ -82,6 +86,7 @@ impl Image {
         let c = &s.catalog;
         Image {
             applied: s.applied,
+            index_offset: 0,
             indexes: TableIndexes {
                 kv: kv.index,
                 sessions: s.sessions.index,
@@ -115,6 +120,7 @@ impl Image {
         let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
         for p in parts {
             out.applied = out.applied.max(p.applied);
+            out.index_offset = out.index_offset.max(p.index_offset);
             out.indexes = out.indexes.max(p.indexes);
             out.kv.extend(p.kv);
             out.tombstones.extend(p.tombstones);
@@ -146,6 +152,25 @@ impl Image {
         self.checks
             .sort_by(|a, b| (&a.node, &a.check_id).cmp(&(&b.node, &b.check_id)));
         self.service_index.sort();
+    }
+
+    /// The highest index anywhere in the image.
+    pub fn max_index(&self) -> u64 {
+        let i = self.indexes;
+        [
+            self.applied,
+            i.kv,
+            i.sessions,
+            i.nodes,
+            i.services,
+            i.checks,
+        ]
+        .into_iter()
+        .chain(self.service_index.iter().map(|(_, v)| *v))
+        .chain(self.tombstones.iter().map(|(_, v)| *v))
+        .chain(self.kv.iter().map(|e| e.modify_index))
+        .max()
+        .unwrap_or(0)
     }
 
     /// Raises every table index to at least `idx`: a restore at raft index `idx` replaces the

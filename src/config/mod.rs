@@ -429,8 +429,14 @@ impl Config {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(NODE_ID_FILE);
         let tmp = dir.join(format!("{NODE_ID_FILE}.tmp"));
-        std::fs::write(&tmp, &self.node_id)?;
+        // Durable before the agent uses it: a crash must not leave an empty or missing ID that
+        // a restart would replace with a new one.
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, self.node_id.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
         std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()?;
         self.node_id_source = NodeIdSource::DataDir;
         Ok(())
     }

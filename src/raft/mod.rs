@@ -222,6 +222,7 @@ impl<A: Applier> RaftServer<A> {
         LS: RaftLogStorage<TypeConfig>,
     {
         let config = Arc::new(knobs.to_openraft()?);
+        let t0 = Instant::now();
         let raft = MusterRaft::new(node_id, config, NoPeersNetwork, log_store, sm)
             .await
             .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
@@ -240,6 +241,10 @@ impl<A: Applier> RaftServer<A> {
             }
         }
 
+        log::debug!(
+            "openraft up in {:?} (initialized: {initialized})",
+            t0.elapsed()
+        );
         // A lone voter need not sit out an election timeout after a restart.
         if initialized {
             if let Err(e) = raft.trigger().elect(false).await {
@@ -257,6 +262,7 @@ impl<A: Applier> RaftServer<A> {
                 node_id,
                 waited_ms: wait.as_millis() as u64,
             })?;
+        log::debug!("leader after {:?}", t0.elapsed());
 
         let last_contact = Rc::new(Cell::new(Instant::now()));
         spawn_contact_tracker(node_id, raft.metrics(), last_contact.clone());

@@ -114,6 +114,8 @@ pub struct MusterSnapshotBuilder<A: Applier> {
     shared: Rc<Shared<A>>,
     meta: SnapshotMeta,
     job: Option<ExportJob>,
+    /// How long applies were held while the image was taken.
+    export_time: std::time::Duration,
 }
 
 impl<A: Applier> MusterSnapshotBuilder<A> {
@@ -136,14 +138,18 @@ impl<A: Applier> RaftSnapshotBuilder<TypeConfig> for MusterSnapshotBuilder<A> {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<MusterSnapshot, io::Error> {
+        let started = std::time::Instant::now();
         let mut data = self.encode().await?;
         if let Some(store) = &self.shared.store {
             let (stored, back) = store.save(data).await.map_err(io::Error::other)?;
             log::info!(
-                "snapshot at index {} written to {} ({} bytes)",
+                "snapshot at index {} written to {} ({} bytes; image taken in {:.1} ms, \
+                 encoded and written in {:.1} ms)",
                 self.meta.last_log_id.map_or(0, |id| id.index()),
                 stored.path.display(),
-                stored.size
+                stored.size,
+                self.export_time.as_secs_f64() * 1e3,
+                started.elapsed().as_secs_f64() * 1e3
             );
             data = back;
         }
@@ -185,11 +191,13 @@ impl<A: Applier> MusterStateMachine<A> {
                 last_membership: state.last_membership.clone(),
             }
         };
+        let started = std::time::Instant::now();
         let job = self.shared.applier.export().await;
         MusterSnapshotBuilder {
             shared: self.shared.clone(),
             meta,
             job: Some(job),
+            export_time: started.elapsed(),
         }
     }
 }
@@ -233,6 +241,7 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for MusterStateMachine<A> {
         };
 
         let expected = batch.len();
+        log::trace!("applying {expected} entries up to {last_log_id}");
         let results = if batch.is_empty() {
             Vec::new()
         } else {

@@ -6,10 +6,10 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures::future::join_all;
-use muster_shards::catalog::{HealthCheck, HealthEntry};
-use muster_shards::coord::owner_of;
+use muster_shards::catalog::{HealthCheck, HealthEntry, Node};
 
 use super::core::{core, Shards};
 use crate::dns::view::{DnsView, Health, Instance, NodeRecord};
@@ -153,6 +153,8 @@ fn instance(e: HealthEntry) -> Instance {
     }
 }
 
+/// Re-reads the given services and nodes into the view: one call per shard for all of them,
+/// however many names a batch touched.
 async fn refresh(
     services: BTreeSet<String>,
     nodes: BTreeSet<String>,
@@ -161,24 +163,38 @@ async fn refresh(
         return Ok(());
     };
     let n = core().placement.nshards();
-    for name in services {
-        let parts = join_all((0..n).map(|s| {
-            let q = name.clone();
-            Shards::default().call(s, move |sh| sh.catalog().health_instances(&q))
-        }))
-        .await;
-        let mut instances = Vec::new();
-        for p in parts {
-            instances.extend(p?.into_iter().map(instance));
+    let services: Arc<Vec<String>> = Arc::new(services.into_iter().collect());
+    let nodes: Arc<Vec<String>> = Arc::new(nodes.into_iter().collect());
+    let parts = join_all((0..n).map(|s| {
+        let (services, nodes) = (services.clone(), nodes.clone());
+        Shards::default().call(s, move |sh| {
+            let c = sh.catalog();
+            let instances: Vec<Vec<HealthEntry>> =
+                services.iter().map(|q| c.health_instances(q)).collect();
+            // Only the owner shard has a node; the others answer None.
+            let records: Vec<Option<Node>> = nodes.iter().map(|q| c.node(q).cloned()).collect();
+            (instances, records)
+        })
+    }))
+    .await;
+    let mut per_service: Vec<Vec<Instance>> = vec![Vec::new(); services.len()];
+    let mut per_node: Vec<Option<Node>> = vec![None; nodes.len()];
+    for p in parts {
+        let (instances, records) = p?;
+        for (slot, found) in per_service.iter_mut().zip(instances) {
+            slot.extend(found.into_iter().map(instance));
         }
-        view.borrow_mut().set_service(&name, instances);
+        for (slot, found) in per_node.iter_mut().zip(records) {
+            if found.is_some() {
+                *slot = found;
+            }
+        }
     }
-    for name in nodes {
-        let q = name.clone();
-        let node = Shards::default()
-            .call(owner_of(&name, n), move |sh| sh.catalog().node(&q).cloned())
-            .await?;
-        let mut v = view.borrow_mut();
+    let mut v = view.borrow_mut();
+    for (name, instances) in services.iter().zip(per_service) {
+        v.set_service(name, instances);
+    }
+    for (name, node) in nodes.iter().zip(per_node) {
         match node {
             Some(node) => v.set_node(NodeRecord {
                 name: node.node,
@@ -187,7 +203,7 @@ async fn refresh(
                 meta: node.meta,
                 tagged_addresses: node.tagged_addresses,
             }),
-            None => v.remove_node(&name),
+            None => v.remove_node(name),
         }
     }
     Ok(())

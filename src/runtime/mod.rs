@@ -188,6 +188,31 @@ fn spawn_signal_thread(control: Arc<Control>) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// Refuses ports another process already listens on. glommio sets `SO_REUSEPORT` on its
+/// sockets, so a second agent on the same ports would otherwise start and share the traffic;
+/// a plain bind (no `SO_REUSEPORT`) fails against any listener, as Consul's does. Runs on the
+/// main thread before any executor exists.
+fn probe_ports(s: &Settings) -> Result<(), RuntimeError> {
+    let busy = |addr: SocketAddr, err: std::io::Error| RuntimeError::Listen {
+        addr,
+        err: err.to_string(),
+    };
+    if let Some(port) = s.http_port {
+        for ip in &s.client_addrs {
+            let addr = SocketAddr::new(*ip, port);
+            std::net::TcpListener::bind(addr).map_err(|e| busy(addr, e))?;
+        }
+    }
+    if let Some(port) = s.dns_port {
+        for ip in &s.dns_addrs {
+            let addr = SocketAddr::new(*ip, port);
+            std::net::TcpListener::bind(addr).map_err(|e| busy(addr, e))?;
+            std::net::UdpSocket::bind(addr).map_err(|e| busy(addr, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs the agent until shutdown.
 pub fn start(config: crate::config::Config) -> Result<(), RuntimeError> {
     let settings = Settings::from_config(&config);
@@ -211,6 +236,7 @@ pub fn run(settings: Settings, config: crate::config::Config) -> Result<(), Runt
         "placement ({} executors):\n{placement}",
         placement.executors
     );
+    probe_ports(&settings)?;
     let settings = Arc::new(settings);
     let control = Arc::new(Control::default());
     spawn_signal_thread(control.clone())?;

@@ -1,7 +1,7 @@
 //! The raft role: the openraft node, the apply loop into the shards, leader-side session TTL
 //! timers, and the leadership view pushed to every core. Everything here lives on the raft
 //! executor; other cores reach it through the mesh.
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -65,7 +65,12 @@ impl Applier for MusterApplier {
             let parts = coord::on_all(&Shards::default(), |s| Image::of_shard(s))
                 .await
                 .unwrap_or_default();
-            Box::new(move || snapshot::image_to_body(&Image::merge(parts))) as ExportJob
+            let offset = INDEX_OFFSET.with(Cell::get);
+            Box::new(move || {
+                let mut image = Image::merge(parts);
+                image.index_offset = offset;
+                snapshot::image_to_body(&image)
+            }) as ExportJob
         }
         .boxed_local()
     }
@@ -96,9 +101,10 @@ async fn apply_run(batch: Vec<(u64, Proposal)>) -> Vec<CommandResult> {
                 | Command::DeregisterNode { .. }
         )
     });
+    let offset = INDEX_OFFSET.with(Cell::get);
     let entries = batch
         .into_iter()
-        .map(|(i, p)| (i, p.at_ms, p.cmd))
+        .map(|(i, p)| (i + offset, p.at_ms, p.cmd))
         .collect();
     let out = match coord::apply_batch(&Shards::default(), entries).await {
         Ok(r) => r,
@@ -109,7 +115,9 @@ async fn apply_run(batch: Vec<(u64, Proposal)>) -> Vec<CommandResult> {
         }
     };
     // Before the writes are acknowledged, so DNS answers reflect them (read-your-writes).
-    if catalog {
+    // While the log is replayed at start nobody waits for an acknowledgement: the names pile
+    // up in each shard's pending set and one flush after the replay takes them all.
+    if catalog && !REPLAYING.with(Cell::get) {
         if let Err(e) = super::dnsview::flush().await {
             log::warn!("DNS view not refreshed after apply: {e}");
         }
@@ -125,11 +133,21 @@ async fn apply_restore(idx: u64, body: bytes::Bytes) -> CommandResult {
     let decoded = glommio::executor()
         .spawn_blocking(move || snapshot::image_from_body(&body))
         .await;
+    log::debug!(
+        "restore image decoded in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     let mut image = match decoded {
         Ok(i) => i,
         Err(e) => return CommandResult::Error(format!("snapshot restore refused: {e}")),
     };
-    image.raise_indexes(idx);
+    // The restored state may come from a server further ahead than this log: from here on
+    // indexes are shifted so that every new one is above everything restored.
+    let offset = INDEX_OFFSET
+        .with(Cell::get)
+        .max(image.max_index().saturating_sub(idx) + 1);
+    image.index_offset = offset;
+    image.raise_indexes(idx + offset);
     let (keys, nodes) = (image.kv.len(), image.nodes.len());
     match install_image(image).await {
         Ok(()) => {
@@ -146,11 +164,14 @@ async fn apply_restore(idx: u64, body: bytes::Bytes) -> CommandResult {
 /// Replaces every shard's state with its part of `image`, then wakes every watcher and
 /// refreshes the DNS views, since anything may have changed.
 pub async fn install_image(image: Image) -> Result<(), String> {
+    let t0 = Instant::now();
+    INDEX_OFFSET.with(|o| o.set(image.index_offset));
     let n = core().placement.nshards();
     let before = super::dnsview::all_names()
         .await
         .map_err(|e| e.to_string())?;
     let parts = image.into_shards(n);
+    let t_split = t0.elapsed();
     let calls = parts
         .into_iter()
         .enumerate()
@@ -158,10 +179,17 @@ pub async fn install_image(image: Image) -> Result<(), String> {
     for r in join_all(calls).await {
         r.map_err(|e| e.to_string())?;
     }
+    let t_install = t0.elapsed();
     super::watch::wake_all().await;
     if let Err(e) = super::dnsview::reload(before).await {
         log::warn!("DNS view not refreshed after a snapshot install: {e}");
     }
+    log::debug!(
+        "image installed: split {:.1} ms, shards {:.1} ms, watchers and DNS view {:.1} ms",
+        t_split.as_secs_f64() * 1e3,
+        (t_install - t_split).as_secs_f64() * 1e3,
+        (t0.elapsed() - t_install).as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
@@ -175,6 +203,10 @@ struct RaftNode {
 
 thread_local! {
     static RAFT: RefCell<Option<Rc<RaftNode>>> = const { RefCell::new(None) };
+    /// True while raft starts and re-applies the committed log.
+    static REPLAYING: Cell<bool> = const { Cell::new(false) };
+    /// Added to raft log indexes to stamp the state ([`Image::index_offset`]).
+    static INDEX_OFFSET: Cell<u64> = const { Cell::new(0) };
 }
 
 fn node() -> Option<Rc<RaftNode>> {
@@ -203,6 +235,7 @@ pub async fn run() {
         trailing_logs: s.raft_trailing_logs,
         ..RaftConfigKnobs::default()
     };
+    REPLAYING.with(|r| r.set(true));
     let started_raft = match &durable {
         Some(dir) => start_durable(dir, me, knobs).await,
         None => RaftServer::start_single(
@@ -216,6 +249,10 @@ pub async fn run() {
         .map(|s| (s, None))
         .map_err(|e| e.to_string()),
     };
+    REPLAYING.with(|r| r.set(false));
+    if let Err(e) = super::dnsview::flush().await {
+        log::warn!("DNS view not refreshed after the log replay: {e}");
+    }
     let (server, disk_log) = match started_raft {
         Ok(s) => s,
         Err(e) => {
@@ -484,10 +521,11 @@ async fn propose_here(cmd: Command) -> ApiResult<(u64, CommandResult)> {
         }
     };
     crate::metrics::measure_since("consul.raft.commitTime", &[], started);
-    r.map_err(|e| match e {
-        WriteError::NotLeader { .. } => ApiError::NoLeader,
-        other => ApiError::Internal(other.to_string()),
-    })
+    r.map(|(idx, result)| (idx + INDEX_OFFSET.with(Cell::get), result))
+        .map_err(|e| match e {
+            WriteError::NotLeader { .. } => ApiError::NoLeader,
+            other => ApiError::Internal(other.to_string()),
+        })
 }
 
 /// Commits `cmd` through raft and returns its index and result.
@@ -510,12 +548,14 @@ pub async fn snapshot_now() -> ApiResult<(u64, Vec<u8>)> {
     .await
 }
 
-/// Replaces the whole state with a validated snapshot image (`PUT /v1/snapshot`).
+/// Replaces the whole state with a validated snapshot image (`PUT /v1/snapshot`), then puts
+/// this server back into the catalog (the image holds the other cluster's nodes), as Consul's
+/// leader does when it re-establishes leadership after a restore.
 pub async fn restore(image: bytes::Bytes) -> ApiResult<()> {
-    match propose(Command::Restore(image)).await?.1 {
-        CommandResult::Error(e) => Err(ApiError::Internal(e)),
-        _ => Ok(()),
+    if let CommandResult::Error(e) = propose(Command::Restore(image)).await?.1 {
+        return Err(ApiError::Internal(e));
     }
+    on_raft(|_| register_self()).await
 }
 
 /// Confirms leadership before a `?consistent` read.
