@@ -116,6 +116,9 @@ pub enum Command {
         service_id: Option<String>,
         check_id: Option<String>,
     },
+    /// `PUT /v1/snapshot`: replace the whole state with a snapshot's image (its body, an rkyv
+    /// archive). The host decodes and installs it; [`crate::coord`] refuses it.
+    Restore(Bytes),
 }
 
 /// The error of one transaction operation, as Consul reports it.

@@ -55,6 +55,9 @@ pub async fn apply<B: Backend>(
     let n = b.nshards();
     Ok(match cmd {
         Command::Noop => CommandResult::Ok,
+        Command::Restore(_) => {
+            CommandResult::Error("a snapshot restore is applied by the host, not the shards".into())
+        }
         Command::Kv(op) if op.verb == KvVerb::DeleteTree => {
             let prefix = op.key;
             on_all(b, move |s| s.kv_delete_tree(idx, &prefix)).await?;

@@ -225,6 +225,8 @@ impl Model {
     fn apply(&mut self, idx: u64, at_ms: u64, cmd: &Command) -> Outcome {
         match cmd {
             Command::Noop => Outcome::Ok,
+            // The host applies restores; the shards answer with an error and change nothing.
+            Command::Restore(_) => Outcome::Error,
             Command::Kv(op) => match self.exec(idx, op) {
                 Ok(_) => Outcome::Bool(true),
                 Err(Fail::Refused) => Outcome::Bool(false),

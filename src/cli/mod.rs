@@ -17,6 +17,7 @@ pub mod members;
 pub mod operator;
 pub mod reload;
 pub mod services;
+pub mod snapshot;
 pub mod table;
 pub mod validate;
 pub mod version;
@@ -63,6 +64,11 @@ pub enum Command {
     Operator {
         #[command(subcommand)]
         cmd: operator::OperatorCommand,
+    },
+    /// Saves, restores and inspects snapshots of Consul server state
+    Snapshot {
+        #[command(subcommand)]
+        cmd: snapshot::SnapshotCommand,
     },
     /// Interact with services
     Services {
@@ -168,6 +174,7 @@ pub fn run(cmd: Command) -> i32 {
         Command::Kv { cmd } => kv::run(cmd),
         Command::Maint(a) => maint::run(a),
         Command::Services { cmd } => services::run(cmd),
+        Command::Snapshot { cmd } => snapshot::run(cmd),
         Command::Members(a) => members::run(a),
         Command::Operator { cmd } => operator::run(cmd),
         Command::Version(a) => version::run(a),

@@ -53,6 +53,8 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Consul's own default `kv_max_value_size` is 512 KiB and txn payloads are bigger;
 /// 8 MiB leaves room for both and for snapshot-sized JSON bodies.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Largest snapshot accepted for restore.
+pub const DEFAULT_MAX_SNAPSHOT_BYTES: usize = 4 << 30;
 /// Only counted while waiting for client bytes (or socket space), never while a handler
 /// runs, so blocking queries are not affected. Longer than Go's client-side idle pool
 /// timeout (90 s) so the client, not us, retires idle keep-alive connections.
@@ -69,6 +71,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Decoded body size; larger bodies get 413 without being buffered.
     pub max_body_bytes: usize,
+    /// The same for `PUT /v1/snapshot`, whose body is a whole snapshot file.
+    pub max_snapshot_bytes: usize,
     /// Longest wait for the client to send (or accept) bytes; then the connection closes.
     pub idle_timeout: Duration,
     /// At most this many responses are queued before they are written.
@@ -82,6 +86,7 @@ impl Default for Limits {
         Limits {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_pipelined: DEFAULT_MAX_PIPELINED,
             half_close_grace: DEFAULT_HALF_CLOSE_GRACE,
@@ -288,12 +293,20 @@ impl Conn {
         }
     }
 
+    fn body_limit(&self, head: &Head) -> u64 {
+        if head.req.path == "/v1/snapshot" {
+            self.limits.max_snapshot_bytes as u64
+        } else {
+            self.limits.max_body_bytes as u64
+        }
+    }
+
     async fn read_body(&mut self, head: &Head) -> Result<Bytes, Stop> {
         match head.framing {
             Framing::Empty => Ok(Bytes::new()),
             Framing::Length(n) => {
                 // Checked before any 100 Continue, so an oversized upload is never sent.
-                if n > self.limits.max_body_bytes as u64 {
+                if n > self.body_limit(head) {
                     return Err(RequestError::BodyTooLarge.into());
                 }
                 let n = n as usize;
@@ -311,7 +324,8 @@ impl Conn {
                     self.wbuf
                         .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
-                self.read_chunked().await
+                let max = self.body_limit(head);
+                self.read_chunked(max).await
             }
         }
     }
@@ -329,8 +343,7 @@ impl Conn {
         }
     }
 
-    async fn read_chunked(&mut self) -> Result<Bytes, Stop> {
-        let max = self.limits.max_body_bytes as u64;
+    async fn read_chunked(&mut self, max: u64) -> Result<Bytes, Stop> {
         let mut body = BytesMut::new();
         loop {
             let (line, size) = loop {

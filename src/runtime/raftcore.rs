@@ -41,34 +41,20 @@ impl Applier for MusterApplier {
     fn apply(&self, batch: Vec<(u64, Proposal)>) -> LocalBoxFuture<'static, Vec<CommandResult>> {
         async move {
             let n = batch.len();
-            let catalog = batch.iter().any(|(_, p)| {
-                matches!(
-                    p.cmd,
-                    Command::Register(_)
-                        | Command::Deregister { .. }
-                        | Command::RegisterNode(_)
-                        | Command::DeregisterNode { .. }
-                )
-            });
-            let entries = batch
-                .into_iter()
-                .map(|(i, p)| (i, p.at_ms, p.cmd))
-                .collect();
-            let out = match coord::apply_batch(&Shards::default(), entries).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // Only at shutdown: the shards are gone, nothing will read the results.
-                    log::error!("apply failed: {e}");
-                    vec![CommandResult::Error(e.to_string()); n]
-                }
-            };
-            crate::metrics::incr_counter("consul.raft.apply", &[], n as f64);
-            // Before the writes are acknowledged, so DNS answers reflect them (read-your-writes).
-            if catalog {
-                if let Err(e) = super::dnsview::flush().await {
-                    log::warn!("DNS view not refreshed after apply: {e}");
+            let mut out = Vec::with_capacity(n);
+            let mut run: Vec<(u64, Proposal)> = Vec::new();
+            // A restore replaces everything: the entries before it are applied first, the
+            // ones after it on the restored state.
+            for (idx, p) in batch {
+                if let Command::Restore(body) = p.cmd {
+                    out.extend(apply_run(std::mem::take(&mut run)).await);
+                    out.push(apply_restore(idx, body).await);
+                } else {
+                    run.push((idx, p));
                 }
             }
+            out.extend(apply_run(run).await);
+            crate::metrics::incr_counter("consul.raft.apply", &[], n as f64);
             out
         }
         .boxed_local()
@@ -92,6 +78,68 @@ impl Applier for MusterApplier {
             install_image(image).await
         }
         .boxed_local()
+    }
+}
+
+/// Applies consecutive ordinary entries as one batch on the shards.
+async fn apply_run(batch: Vec<(u64, Proposal)>) -> Vec<CommandResult> {
+    if batch.is_empty() {
+        return Vec::new();
+    }
+    let n = batch.len();
+    let catalog = batch.iter().any(|(_, p)| {
+        matches!(
+            p.cmd,
+            Command::Register(_)
+                | Command::Deregister { .. }
+                | Command::RegisterNode(_)
+                | Command::DeregisterNode { .. }
+        )
+    });
+    let entries = batch
+        .into_iter()
+        .map(|(i, p)| (i, p.at_ms, p.cmd))
+        .collect();
+    let out = match coord::apply_batch(&Shards::default(), entries).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Only at shutdown: the shards are gone, nothing will read the results.
+            log::error!("apply failed: {e}");
+            vec![CommandResult::Error(e.to_string()); n]
+        }
+    };
+    // Before the writes are acknowledged, so DNS answers reflect them (read-your-writes).
+    if catalog {
+        if let Err(e) = super::dnsview::flush().await {
+            log::warn!("DNS view not refreshed after apply: {e}");
+        }
+    }
+    out
+}
+
+/// `PUT /v1/snapshot` committed at `idx`: the image replaces the state, with every table index
+/// raised to `idx` so blocking queries wake and no index goes backwards. An image that does not
+/// decode leaves the state untouched (the HTTP handler validated it before proposing).
+async fn apply_restore(idx: u64, body: bytes::Bytes) -> CommandResult {
+    let started = Instant::now();
+    let decoded = glommio::executor()
+        .spawn_blocking(move || snapshot::image_from_body(&body))
+        .await;
+    let mut image = match decoded {
+        Ok(i) => i,
+        Err(e) => return CommandResult::Error(format!("snapshot restore refused: {e}")),
+    };
+    image.raise_indexes(idx);
+    let (keys, nodes) = (image.kv.len(), image.nodes.len());
+    match install_image(image).await {
+        Ok(()) => {
+            log::info!(
+                "snapshot restored at index {idx}: {keys} keys, {nodes} nodes in {:.1} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            CommandResult::Ok
+        }
+        Err(e) => CommandResult::Error(format!("snapshot restore failed: {e}")),
     }
 }
 
@@ -445,6 +493,29 @@ async fn propose_here(cmd: Command) -> ApiResult<(u64, CommandResult)> {
 /// Commits `cmd` through raft and returns its index and result.
 pub async fn propose(cmd: Command) -> ApiResult<(u64, CommandResult)> {
     on_raft(move |_| propose_here(cmd)).await
+}
+
+/// A snapshot file of the current state and the raft index it covers (`GET /v1/snapshot`).
+pub async fn snapshot_now() -> ApiResult<(u64, Vec<u8>)> {
+    on_raft(|n| async move {
+        let file = n
+            .server
+            .snapshot_now()
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (meta, _) = snapshot::decode(&file).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let index = meta.last_log_id.map_or(0, |id| id.index());
+        Ok((index, file))
+    })
+    .await
+}
+
+/// Replaces the whole state with a validated snapshot image (`PUT /v1/snapshot`).
+pub async fn restore(image: bytes::Bytes) -> ApiResult<()> {
+    match propose(Command::Restore(image)).await?.1 {
+        CommandResult::Error(e) => Err(ApiError::Internal(e)),
+        _ => Ok(()),
+    }
 }
 
 /// Confirms leadership before a `?consistent` read.

@@ -7,6 +7,7 @@ mod kv;
 mod metrics;
 mod operator;
 mod session;
+mod snapshot;
 pub use session::SERF_CHECK_ID;
 mod status;
 mod txn;
@@ -57,8 +58,9 @@ impl Handler for Api {
 
 /// A low-cardinality label for request metrics: the API group.
 fn route_label(path: &str) -> &'static str {
-    const GROUPS: [&str; 9] = [
+    const GROUPS: [&str; 10] = [
         "kv", "session", "txn", "status", "agent", "catalog", "operator", "health", "event",
+        "snapshot",
     ];
     let group = path
         .strip_prefix("/v1/")
@@ -93,6 +95,7 @@ async fn dispatch(req: Request) -> ApiResult<Response> {
         "catalog" => catalog::handle(cx, tail).await,
         "health" => health::handle(cx, tail).await,
         "operator" => operator::handle(cx, tail).await,
+        "snapshot" if tail.is_empty() => snapshot::handle(cx).await,
         _ => Err(ApiError::NotFound(format!("{path}: not found"))),
     }
 }
