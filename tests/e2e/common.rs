@@ -538,9 +538,14 @@ pub fn free_ports() -> Ports {
     while ports.len() < 5 {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
         let port = tcp.local_addr().expect("addr").port();
+        if RESERVED.lock().unwrap().contains(&port) {
+            // A restartable server's port, free only while that server is down.
+            held.push((tcp, None));
+            continue;
+        }
         if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)) {
             ports.push(port);
-            held.push((tcp, udp));
+            held.push((tcp, Some(udp)));
         }
     }
     drop(held);
@@ -554,6 +559,33 @@ pub fn free_ports() -> Ports {
 }
 
 static AGENT_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Ports of the [`Server`]s alive in this process. A server that is killed and started again
+/// keeps its ports, which are free in between; `free_ports` must not hand them to another
+/// agent then. It matters more than a bind failure would suggest: glommio listens with
+/// `SO_REUSEPORT`, so two agents of one user on the same port both bind it and split the
+/// connections between them.
+static RESERVED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+impl Ports {
+    fn all(&self) -> [u16; 5] {
+        [
+            self.http,
+            self.dns,
+            self.serf_lan,
+            self.serf_wan,
+            self.server,
+        ]
+    }
+
+    fn reserve(&self) {
+        RESERVED.lock().unwrap().extend(self.all());
+    }
+
+    fn release(&self) {
+        RESERVED.lock().unwrap().retain(|p| !self.all().contains(p));
+    }
+}
 
 /// A running `muster agent -dev`, stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Agent {
@@ -852,6 +884,7 @@ impl Server {
 
     fn with_args(node: String, args: Vec<String>, cwd: Option<PathBuf>) -> Server {
         let ports = free_ports();
+        ports.reserve();
         let seq = AGENT_SEQ.fetch_add(1, Ordering::Relaxed);
         let out_prefix =
             std::env::temp_dir().join(format!("muster-e2e-{}-{seq}-{node}", std::process::id()));
@@ -879,10 +912,6 @@ impl Server {
 
     pub fn client(&self) -> Client {
         self.client.clone()
-    }
-
-    pub fn cli(&self, args: &[&str]) -> CliOut {
-        cli_at(&self.addr(), args, b"")
     }
 
     fn out_file(&self, n: usize, ext: &str) -> PathBuf {
@@ -936,7 +965,9 @@ impl Server {
             match self.try_start() {
                 Ok(()) => return,
                 Err(f) if self.starts == 1 && f.stderr.contains("in use") => {
+                    self.ports.release();
                     self.ports = free_ports();
+                    self.ports.reserve();
                     self.client = Client::new(&format!("127.0.0.1:{}", self.ports.http));
                     self.starts = 0;
                 }
@@ -1040,6 +1071,7 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.ports.release();
         if std::thread::panicking() {
             eprintln!(
                 "---- server {} (http {}) stderr of start {} ----\n{}",
