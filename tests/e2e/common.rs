@@ -372,8 +372,32 @@ impl Client {
     }
 }
 
+impl Client {
+    /// GET that reports a transport error (a server being killed) instead of panicking.
+    pub fn try_get(&self, path: &str) -> Result<Resp, String> {
+        let url = self.url(path);
+        let r = self.http.get(&url).call();
+        try_collect(format!("GET {url}"), r)
+    }
+
+    /// PUT that reports a transport error (a server being killed) instead of panicking.
+    pub fn try_put(&self, path: &str, body: impl AsRef<[u8]>) -> Result<Resp, String> {
+        let url = self.url(path);
+        let body = body.as_ref();
+        let r = self.http.put(&url).send(body);
+        try_collect(format!("PUT {url} ({} byte body)", body.len()), r)
+    }
+}
+
 fn collect(request: String, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp {
-    let mut resp = r.unwrap_or_else(|e| panic!("{request}: transport error: {e}"));
+    try_collect(request, r).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn try_collect(
+    request: String,
+    r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Resp, String> {
+    let mut resp = r.map_err(|e| format!("{request}: transport error: {e}"))?;
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
@@ -390,13 +414,13 @@ fn collect(request: String, r: Result<ureq::http::Response<ureq::Body>, ureq::Er
         .with_config()
         .limit(16 * 1024 * 1024)
         .read_to_vec()
-        .unwrap_or_else(|e| panic!("{request}: reading body: {e}"));
-    Resp {
+        .map_err(|e| format!("{request}: reading body: {e}"))?;
+    Ok(Resp {
         request,
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// What a CLI invocation produced.
@@ -514,9 +538,14 @@ pub fn free_ports() -> Ports {
     while ports.len() < 5 {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
         let port = tcp.local_addr().expect("addr").port();
+        if RESERVED.lock().unwrap().contains(&port) {
+            // A restartable server's port, free only while that server is down.
+            held.push((tcp, None));
+            continue;
+        }
         if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)) {
             ports.push(port);
-            held.push((tcp, udp));
+            held.push((tcp, Some(udp)));
         }
     }
     drop(held);
@@ -530,6 +559,33 @@ pub fn free_ports() -> Ports {
 }
 
 static AGENT_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Ports of the [`Server`]s alive in this process. A server that is killed and started again
+/// keeps its ports, which are free in between; `free_ports` must not hand them to another
+/// agent then. It matters more than a bind failure would suggest: glommio listens with
+/// `SO_REUSEPORT`, so two agents of one user on the same port both bind it and split the
+/// connections between them.
+static RESERVED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+impl Ports {
+    fn all(&self) -> [u16; 5] {
+        [
+            self.http,
+            self.dns,
+            self.serf_lan,
+            self.serf_wan,
+            self.server,
+        ]
+    }
+
+    fn reserve(&self) {
+        RESERVED.lock().unwrap().extend(self.all());
+    }
+
+    fn release(&self) {
+        RESERVED.lock().unwrap().retain(|p| !self.all().contains(p));
+    }
+}
 
 /// A running `muster agent -dev`, stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Agent {
@@ -623,17 +679,7 @@ impl Agent {
     /// True once `/v1/status/leader` answers a non-empty JSON string. Transport errors
     /// (not listening yet) count as "not yet".
     fn leader_ready(&self) -> bool {
-        let url = self.client.url("/v1/status/leader");
-        let Ok(mut r) = self.client.http.get(&url).call() else {
-            return false;
-        };
-        if r.status() != 200 {
-            return false;
-        }
-        let Ok(body) = r.body_mut().read_to_vec() else {
-            return false;
-        };
-        matches!(serde_json::from_slice::<Value>(&body), Ok(Value::String(s)) if !s.is_empty())
+        leader_ready(&self.client)
     }
 
     pub fn addr(&self) -> String {
@@ -754,4 +800,306 @@ fn dump_threads(pid: u32) {
         ),
         Err(e) => eprintln!("gdb not available: {e}"),
     }
+}
+
+/// How a start that was expected to fail ended.
+pub struct StartFailure {
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+impl fmt::Debug for StartFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit {}; stderr:\n{}", self.status, self.stderr)
+    }
+}
+
+/// A server process that can be started, killed with SIGKILL and started again on the same
+/// data dir and ports: `muster agent -server -bootstrap -data-dir DIR` (see [`Server::durable`]),
+/// or a `-dev` agent in a chosen working directory ([`Server::dev_in`]). Every start writes
+/// its stdout and stderr to files of their own, so a test can look at what one start said.
+/// Whatever still runs is killed on drop.
+pub struct Server {
+    pub node: String,
+    pub ports: Ports,
+    /// Arguments after `agent` and before the port flags.
+    args: Vec<String>,
+    cwd: Option<PathBuf>,
+    envs: Vec<(String, String)>,
+    client: Client,
+    child: Option<Child>,
+    /// Prefix of this server's output files; start `n` writes `<prefix>-<n>.out` and `.err`.
+    out_prefix: PathBuf,
+    starts: usize,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Server {
+    /// A durable single server on `data_dir` (not started yet). `extra` goes after the usual
+    /// flags (e.g. `-hcl` snapshot tuning).
+    pub fn durable(tag: &str, data_dir: &std::path::Path, cores: usize, extra: &[&str]) -> Server {
+        let node = format!("e2e-{}-c{cores}", tag.replace('_', "-"));
+        let mut args: Vec<String> = vec![
+            "-server".into(),
+            "-bootstrap".into(),
+            "-data-dir".into(),
+            data_dir.display().to_string(),
+            "-node".into(),
+            node.clone(),
+            "-datacenter".into(),
+            "dc1".into(),
+            "-bind".into(),
+            "127.0.0.1".into(),
+            "-client".into(),
+            "127.0.0.1".into(),
+            "-log-level".into(),
+            "info".into(),
+            "-cores".into(),
+            cores.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::with_args(node, args, None)
+    }
+
+    /// A `-dev` agent whose working directory is `cwd` (not started yet).
+    pub fn dev_in(tag: &str, cwd: &std::path::Path, cores: usize) -> Server {
+        let node = format!("e2e-{}-c{cores}", tag.replace('_', "-"));
+        let args = vec![
+            "-dev".into(),
+            "-node".into(),
+            node.clone(),
+            "-datacenter".into(),
+            "dc1".into(),
+            "-cores".into(),
+            cores.to_string(),
+        ];
+        Self::with_args(node, args, Some(cwd.to_path_buf()))
+    }
+
+    fn with_args(node: String, args: Vec<String>, cwd: Option<PathBuf>) -> Server {
+        let ports = free_ports();
+        ports.reserve();
+        let seq = AGENT_SEQ.fetch_add(1, Ordering::Relaxed);
+        let out_prefix =
+            std::env::temp_dir().join(format!("muster-e2e-{}-{seq}-{node}", std::process::id()));
+        Server {
+            node,
+            client: Client::new(&format!("127.0.0.1:{}", ports.http)),
+            ports,
+            args,
+            cwd,
+            envs: Vec::new(),
+            child: None,
+            out_prefix,
+            starts: 0,
+        }
+    }
+
+    /// Sets an environment variable for the starts to come.
+    pub fn env(&mut self, key: &str, value: &str) {
+        self.envs.push((key.to_string(), value.to_string()));
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.http)
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    fn out_file(&self, n: usize, ext: &str) -> PathBuf {
+        let mut p = self.out_prefix.clone().into_os_string();
+        p.push(format!("-{n}.{ext}"));
+        PathBuf::from(p)
+    }
+
+    fn spawn(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "server {} is already running",
+            self.node
+        );
+        self.starts += 1;
+        let out = File::create(self.out_file(self.starts, "out")).expect("create stdout file");
+        let err = File::create(self.out_file(self.starts, "err")).expect("create stderr file");
+        let p = &self.ports;
+        let mut cmd = Command::new(BIN);
+        cmd.arg("agent")
+            .args(&self.args)
+            .args(["-http-port", &p.http.to_string()])
+            .args(["-dns-port", &p.dns.to_string()])
+            .args(["-serf-lan-port", &p.serf_lan.to_string()])
+            .args(["-serf-wan-port", &p.serf_wan.to_string()])
+            .args(["-server-port", &p.server.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        if let Some(cwd) = &self.cwd {
+            cmd.current_dir(cwd);
+        }
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        die_with_parent(&mut cmd);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+        self.child = Some(child);
+    }
+
+    /// The exit status if the process has exited (reaping it), else None.
+    fn reap(&mut self) -> Option<ExitStatus> {
+        let st = self.child.as_mut()?.try_wait().expect("try_wait")?;
+        self.child = None;
+        Some(st)
+    }
+
+    /// Starts the process and waits until it has a leader. On the first start only, a process
+    /// that dies because a port was taken meanwhile is retried on fresh ports; later starts must
+    /// come up on the same ports, as a restarted server does.
+    pub fn start(&mut self) {
+        for _attempt in 0..3 {
+            match self.try_start() {
+                Ok(()) => return,
+                Err(f) if self.starts == 1 && f.stderr.contains("in use") => {
+                    self.ports.release();
+                    self.ports = free_ports();
+                    self.ports.reserve();
+                    self.client = Client::new(&format!("127.0.0.1:{}", self.ports.http));
+                    self.starts = 0;
+                }
+                Err(f) => panic!("server {} did not start: {f:?}", self.node),
+            }
+        }
+        panic!("server {} found no free ports", self.node);
+    }
+
+    /// Starts the process and waits for a leader; if the process exits first, says how.
+    pub fn try_start(&mut self) -> Result<(), StartFailure> {
+        self.spawn();
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(status) = self.reap() {
+                return Err(StartFailure {
+                    status,
+                    stderr: self.stderr(),
+                });
+            }
+            if leader_ready(&self.client) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "server {} has no leader within {START_DEADLINE:?}; stderr:\n{}",
+                    self.node,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Starts the process expecting it to refuse: it must exit (before serving a leader).
+    pub fn start_refused(&mut self) -> StartFailure {
+        match self.try_start() {
+            Ok(()) => panic!(
+                "server {} started although it should have refused; stderr:\n{}",
+                self.node,
+                self.stderr()
+            ),
+            Err(f) => f,
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or power loss of the process. Panics if
+    /// the process was already gone (it must not have died on its own).
+    pub fn kill9(&mut self) {
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("server {} is not running", self.node));
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            panic!(
+                "server {} died on its own before the kill ({st}); stderr:\n{}",
+                self.node,
+                self.stderr()
+            );
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+    }
+
+    /// SIGTERM, waiting for a clean exit (SIGKILL after a grace period).
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("server {} is not running", self.node));
+        // SAFETY: our own unreaped child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_GRACE;
+        loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!(
+                    "server {} did not stop within {STOP_GRACE:?}; stderr:\n{}",
+                    self.node,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the latest start wrote on stderr (the log, and the final error line).
+    pub fn stderr(&self) -> String {
+        std::fs::read(self.out_file(self.starts, "err"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.ports.release();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- server {} (http {}) stderr of start {} ----\n{}",
+                self.node,
+                self.ports.http,
+                self.starts,
+                self.stderr()
+            );
+        }
+        for n in 1..=self.starts {
+            let _ = std::fs::remove_file(self.out_file(n, "out"));
+            let _ = std::fs::remove_file(self.out_file(n, "err"));
+        }
+    }
+}
+
+/// True once `/v1/status/leader` answers a non-empty JSON string. Transport errors
+/// (not listening yet) count as "not yet".
+fn leader_ready(client: &Client) -> bool {
+    let url = client.url("/v1/status/leader");
+    let Ok(mut r) = client.http.get(&url).call() else {
+        return false;
+    };
+    if r.status() != 200 {
+        return false;
+    }
+    let Ok(body) = r.body_mut().read_to_vec() else {
+        return false;
+    };
+    matches!(serde_json::from_slice::<Value>(&body), Ok(Value::String(s)) if !s.is_empty())
 }

@@ -1,7 +1,8 @@
 //! End-to-end tests: each scenario drives a real `muster agent -dev` process over its real
 //! sockets (HTTP API and CLI) and checks Consul's documented behaviour. Every scenario runs
 //! twice, against `-cores 1` (all roles on one executor) and `-cores 2` (roles and shards
-//! spread over two executors), each time with an agent of its own.
+//! spread over two executors), each time with an agent of its own. `durable` runs durable
+//! servers (`-data-dir`) instead, and kills, damages and restarts them.
 
 #[macro_use]
 mod common;
@@ -15,6 +16,7 @@ mod checks;
 mod cli;
 mod config;
 mod dns;
+mod durable;
 mod health;
 mod kv;
 mod sessions;
