@@ -189,25 +189,41 @@ fn spawn_signal_thread(control: Arc<Control>) -> Result<(), RuntimeError> {
 }
 
 /// Refuses ports another process already listens on. glommio sets `SO_REUSEPORT` on its
-/// sockets, so a second agent on the same ports would otherwise start and share the traffic;
-/// a plain bind (no `SO_REUSEPORT`) fails against any listener, as Consul's does. Runs on the
-/// main thread before any executor exists.
+/// sockets, so a second agent on the same ports would otherwise start and share the traffic
+/// (Consul's bind fails with "address already in use"). A trial bind cannot tell: the
+/// connections of an agent killed a moment ago linger on the port and block a plain bind. So
+/// this asks whether anything accepts connections there. A process that just died may still
+/// accept for a moment (io_uring closes its sockets from a kernel worker), hence the retries.
+/// Runs on the main thread before any executor exists.
 fn probe_ports(s: &Settings) -> Result<(), RuntimeError> {
-    let busy = |addr: SocketAddr, err: std::io::Error| RuntimeError::Listen {
-        addr,
-        err: err.to_string(),
-    };
+    const ATTEMPTS: u32 = 20;
+    const PAUSE: Duration = Duration::from_millis(100);
+    let mut probes: Vec<SocketAddr> = Vec::new();
     if let Some(port) = s.http_port {
-        for ip in &s.client_addrs {
-            let addr = SocketAddr::new(*ip, port);
-            std::net::TcpListener::bind(addr).map_err(|e| busy(addr, e))?;
-        }
+        probes.extend(s.client_addrs.iter().map(|ip| SocketAddr::new(*ip, port)));
     }
     if let Some(port) = s.dns_port {
-        for ip in &s.dns_addrs {
-            let addr = SocketAddr::new(*ip, port);
-            std::net::TcpListener::bind(addr).map_err(|e| busy(addr, e))?;
-            std::net::UdpSocket::bind(addr).map_err(|e| busy(addr, e))?;
+        probes.extend(s.dns_addrs.iter().map(|ip| SocketAddr::new(*ip, port)));
+    }
+    for addr in probes {
+        let mut target = addr;
+        if target.ip().is_unspecified() {
+            target.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let mut attempt = 1;
+        while std::net::TcpStream::connect_timeout(&target, PAUSE).is_ok() {
+            if attempt == ATTEMPTS {
+                return Err(RuntimeError::Listen {
+                    addr,
+                    err: "address already in use: another process accepts connections there".into(),
+                });
+            }
+            attempt += 1;
+            std::thread::sleep(PAUSE);
         }
     }
     Ok(())
