@@ -1,0 +1,15 @@
+//! W3 placeholder
+use super::Common;
+use crate::result::RunResult;
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct W3Opts {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+}
+pub async fn run(_o: &W3Opts) -> Result<RunResult> {
+    anyhow::bail!("todo")
+}

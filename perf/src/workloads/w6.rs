@@ -1,0 +1,15 @@
+//! W6 placeholder
+use super::Common;
+use crate::result::RunResult;
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct W6Opts {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+}
+pub async fn run(_o: &W6Opts) -> Result<RunResult> {
+    anyhow::bail!("todo")
+}
