@@ -39,9 +39,10 @@ impl Parked {
     }
 
     /// Waits until `deadline` for every answer; unanswered watchers are cancelled.
-    pub async fn collect(self, deadline: Instant) -> Vec<WatchEnd> {
-        let mut out = Vec::with_capacity(self.tasks.len());
-        for t in self.tasks {
+    pub async fn collect(mut self, deadline: Instant) -> Vec<WatchEnd> {
+        let tasks = std::mem::take(&mut self.tasks);
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
             let abort = t.abort_handle();
             match tokio::time::timeout_at(deadline, t).await {
                 Ok(Ok(end)) => out.push(end),
@@ -59,6 +60,14 @@ impl Parked {
             }
         }
         out
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
