@@ -83,6 +83,16 @@ pub fn raise_nofile(want: u64) -> u64 {
     }
 }
 
+/// The soft RLIMIT_NOFILE of this process (and of the servers it starts).
+pub fn nofile_limit() -> u64 {
+    // SAFETY: getrlimit with a valid pointer.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur
+    }
+}
+
 /// `prog args..` run under `taskset -c cpus` when `cpus` is not empty.
 pub fn pinned_command(prog: &Path, cpus: &str) -> Command {
     if cpus.trim().is_empty() {

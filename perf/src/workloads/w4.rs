@@ -14,7 +14,7 @@ use crate::gen::http::{get, with_body};
 use crate::gen::{load, sources_for, watch};
 use crate::hist::Latency;
 use crate::muster::{Mode, Muster};
-use crate::proc::usage;
+use crate::proc::{nofile_limit, usage};
 use crate::result::{Row, RunResult};
 use crate::workloads::w5::web_instance;
 
@@ -51,17 +51,28 @@ pub struct W4Opts {
     pub park_timeout: f64,
 }
 
+/// File descriptors a server or the generator needs besides one per watcher.
+pub const FD_MARGIN: u64 = 1000;
+
+fn kind_name(k: WatchKind) -> &'static str {
+    match k {
+        WatchKind::Health => "health",
+        WatchKind::Kv => "kv",
+    }
+}
+
 fn kv_key(i: usize, keys: usize) -> String {
     format!("watch/k{}", i % keys.max(1))
 }
 
-/// Waits until Muster reports `n` parked blocking queries (or the deadline passes, which
-/// is recorded: the RSS figure then covers fewer watchers).
-pub async fn wait_parked(m: &Muster, n: usize, timeout: Duration) -> Result<u64> {
+/// Waits until Muster reports every watcher of `parked` parked, counting those already
+/// answered (or the deadline passes, which is recorded: the RSS figure then covers fewer).
+pub async fn wait_parked(m: &Muster, parked: &watch::Parked, timeout: Duration) -> Result<u64> {
     let deadline = Instant::now() + timeout;
+    let n = parked.len() as u64;
     loop {
         let w = m.blocking_waiters().await?;
-        if w >= n as u64 || Instant::now() > deadline {
+        if w + parked.answered() as u64 >= n || Instant::now() > deadline {
             return Ok(w);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -114,7 +125,7 @@ async fn one(
         WatchKind::Kv => format!("/v1/kv/{}?index={index}&wait=10m", kv_key(i, keys)),
     })
     .await?;
-    let waiters = wait_parked(&m, n, Duration::from_secs_f64(o.park_timeout)).await?;
+    let waiters = wait_parked(&m, &parked, Duration::from_secs_f64(o.park_timeout)).await?;
     // Let the server finish whatever it does after parking before reading its RSS.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_parked = usage(pid).rss_kib;
@@ -205,11 +216,29 @@ pub async fn run(o: &W4Opts) -> Result<RunResult> {
         "latency = delay from sending the change to each watcher's complete answer; req/s = notified / last delay"
             .into(),
     );
+    let limit = nofile_limit();
     for &kind in &o.kinds {
         for &n in &o.watchers {
+            let case = format!("{} n={n}", kind_name(kind));
+            // One socket per watcher on each side; servers inherit our limit.
+            if n as u64 + FD_MARGIN > limit {
+                res.rows.push(Row::not_run(
+                    crate::muster::label(o.common.muster_mode.unwrap_or(Mode::Dev)),
+                    &case,
+                    &format!(
+                        "RLIMIT_NOFILE is {limit} (hard limit; raising it needs CAP_SYS_RESOURCE), {n} watchers need {}",
+                        n as u64 + FD_MARGIN
+                    ),
+                ));
+                continue;
+            }
             let row = match one(o, &env, kind, n, &mut res.notes).await {
                 Ok(r) => r,
-                Err(e) => Row::failed("muster", &format!("{kind:?} n={n}"), &e),
+                Err(e) => Row::failed(
+                    crate::muster::label(o.common.muster_mode.unwrap_or(Mode::Dev)),
+                    &case,
+                    &e,
+                ),
             };
             res.rows.push(row);
         }
