@@ -39,6 +39,8 @@ pub struct Muster {
     pub http: SocketAddr,
     pub dns: SocketAddr,
     pub mode: Mode,
+    /// `-data-dir` in durable mode.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// How long a fresh agent may take to elect itself.
@@ -83,6 +85,7 @@ impl Muster {
         let node = format!("perf-{}", fastrand::u32(..));
         let mut cmd = pinned_command(&spec.bin, &spec.cpus);
         cmd.arg("agent");
+        let mut data_dir = None;
         match spec.mode {
             Mode::Dev => {
                 cmd.arg("-dev");
@@ -100,6 +103,7 @@ impl Muster {
                 ])
                 .arg("-data-dir")
                 .arg(&data);
+                data_dir = Some(data);
             }
         }
         cmd.args(["-node", &node, "-log-level", "warn"])
@@ -135,6 +139,7 @@ impl Muster {
             http: http_addr,
             dns: ([127, 0, 0, 1], p[1]).into(),
             mode: spec.mode,
+            data_dir,
         })
     }
 
@@ -188,6 +193,23 @@ impl Muster {
         Ok(r)
     }
 
+    /// Bytes under the data dir (0 in dev mode): whether writes really reach the disk.
+    pub fn data_dir_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(rd) = std::fs::read_dir(p) else {
+                return 0;
+            };
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        self.data_dir.as_deref().map_or(0, walk)
+    }
+
     pub fn stop(&mut self) {
         self.proc.stop(Duration::from_secs(5));
     }
@@ -200,10 +222,13 @@ pub fn label(mode: Mode) -> &'static str {
     }
 }
 
+/// `(label, value)` pairs of one series.
+pub type Labels = Vec<(String, String)>;
+
 /// Prometheus text: `(name, labels, value)` samples.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
-    pub samples: Vec<(String, Vec<(String, String)>, f64)>,
+    pub samples: Vec<(String, Labels, f64)>,
 }
 
 impl Metrics {
@@ -245,7 +270,7 @@ impl Metrics {
     }
 }
 
-fn parse_labels(s: &str) -> Vec<(String, String)> {
+fn parse_labels(s: &str) -> Labels {
     let mut out = Vec::new();
     let mut rest = s;
     while let Some((k, r)) = rest.split_once("=\"") {

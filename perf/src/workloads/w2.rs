@@ -80,7 +80,18 @@ pub async fn run(o: &W2Opts) -> Result<RunResult> {
         };
         muster_rows.push(row);
     }
+    let on_disk = m.data_dir_bytes();
     m.stop();
+    let written: u64 = muster_rows.iter().map(|r| r.requests).sum::<u64>() * o.value_size as u64;
+    if m.mode == Mode::Durable && on_disk < written / 4 {
+        // Started with a data dir, but the writes did not reach it: not durable yet.
+        res.notes.push(format!(
+            "muster ran with -server -bootstrap -data-dir but its data dir holds {on_disk} bytes after {written} bytes of values were written: its raft log is not on disk (in-memory)"
+        ));
+        for r in &mut muster_rows {
+            r.target = crate::muster::label(Mode::Dev).to_string();
+        }
+    }
     if m.mode == Mode::Dev {
         res.notes.push(
             "muster ran with -dev: in-memory, no fsync; not comparable to etcd's durable writes"
