@@ -104,6 +104,7 @@ fn w1_dns_smoke() {
         dnsperf_outstanding: 10,
         sockets: 4,
         rate: None,
+        no_percentiles: false,
     };
     let res = block_on(workloads::w1::run(&o)).unwrap();
     round_trip(&res);

@@ -73,6 +73,8 @@ pub struct DnsOut {
     pub truncated: u64,
     pub empty_answers: u64,
     pub elapsed_s: f64,
+    /// dnsperf's own mean, when it ran without `-v`.
+    pub avg_latency_us: Option<f64>,
 }
 
 impl DnsOut {
