@@ -213,6 +213,7 @@ fn w5_http_reads_smoke() {
         instances: 5,
         value_size: 64,
         rate: None,
+        generator: workloads::w5::HttpGen::Builtin,
     };
     let res = block_on(workloads::w5::run(&o)).unwrap();
     round_trip(&res);

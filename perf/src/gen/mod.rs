@@ -7,6 +7,7 @@ pub mod dnsperf;
 pub mod http;
 pub mod load;
 pub mod watch;
+pub mod wrk;
 
 use std::net::Ipv4Addr;
 

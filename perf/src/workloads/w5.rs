@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{http_row, record_agreement, secs, Common, Env};
 use crate::gen::http::{get, with_body};
 use crate::gen::load::{self, LoadSpec, MakeReq};
-use crate::gen::{sources_for, Pace};
+use crate::gen::{sources_for, wrk, Pace};
 use crate::muster::Mode;
 use crate::peers;
 use crate::result::{Row, RunResult};
@@ -32,9 +32,57 @@ pub struct W5Opts {
     /// Size of the value at `key`.
     #[arg(long, default_value_t = 256)]
     pub value_size: usize,
-    /// Open-loop total rate (req/s); closed-loop at max rate when absent.
+    /// Open-loop total rate (req/s, built-in generator); closed-loop at max rate when absent.
     #[arg(long)]
     pub rate: Option<f64>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub generator: HttpGen,
+}
+
+/// Which HTTP load generator drives W5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpGen {
+    /// wrk when installed and no `--rate` is given, else the built-in generator.
+    Auto,
+    /// The built-in tokio client (open or closed loop, P99.9).
+    Builtin,
+    /// Debian's wrk (closed loop; P50/P90/P99/max only). Cheaper per request than the
+    /// built-in client, so one generator core can saturate the server.
+    Wrk,
+}
+
+/// Runs one case with wrk into a row; `(row, completed, slack)` where the server may count
+/// up to `slack` more requests than wrk completed (in flight at the end, timed out).
+async fn wrk_row(
+    bin: &std::path::Path,
+    target: &str,
+    case: &str,
+    url: String,
+    o: &W5Opts,
+    pid: i32,
+    out_file: std::path::PathBuf,
+) -> Result<(Row, u64, u64)> {
+    let sampler = crate::proc::Sampler::start(pid);
+    let (bin, conns, dur, cpus) = (
+        bin.to_path_buf(),
+        o.conns,
+        secs(o.seconds),
+        o.common.gen_cpus(),
+    );
+    let w = tokio::task::spawn_blocking(move || wrk::run(&bin, &url, conns, dur, &cpus, &out_file))
+        .await??;
+    let stats = sampler.finish();
+    let mut row = Row::new(target, case);
+    row.requests = w.requests.saturating_sub(w.non_2xx);
+    row.errors = w.socket_errors + w.non_2xx;
+    row.seconds = w.seconds;
+    row.throughput = row.requests as f64 / w.seconds.max(1e-9);
+    row.latency = Some(w.latency.clone());
+    row.server = Some(stats);
+    row.set("generator", "wrk");
+    row.set("connections", o.conns);
+    Ok((row, w.requests, o.conns as u64 + w.socket_errors))
 }
 
 /// (case, request path, metrics route, static file path for nginx)
@@ -74,6 +122,19 @@ pub async fn run(o: &W5Opts) -> Result<RunResult> {
         extra_ok: vec![],
     };
 
+    let wrk_bin = match o.generator {
+        HttpGen::Builtin => None,
+        HttpGen::Wrk => match wrk::available() {
+            Some(b) => Some(b),
+            None => anyhow::bail!("{}", peers::not_installed("wrk")),
+        },
+        HttpGen::Auto if o.rate.is_none() => wrk::available(),
+        HttpGen::Auto => None,
+    };
+    if wrk_bin.is_some() {
+        res.notes
+            .push("generator: wrk (closed loop; p999 not reported, shown as 0)".into());
+    }
     let mut m = env
         .start_muster(c, c.muster_mode.unwrap_or(Mode::Dev), &mut res.notes)
         .await?;
@@ -102,14 +163,30 @@ pub async fn run(o: &W5Opts) -> Result<RunResult> {
         let req = Arc::new(get(path));
         let make: MakeReq = Arc::new(move |_, _, buf| buf.extend_from_slice(&req));
         let before = m.http_requests(route).await?;
-        let row = match http_row(&target, case, m.http, m.proc.pid(), &spec, make).await {
-            Ok((mut row, out)) => {
-                let after = m.http_requests(route).await?;
-                record_agreement(&mut row, out.sent, after - before);
-                row.set("body_bytes", body.len());
-                row
+        let row = match &wrk_bin {
+            Some(bin) => {
+                let url = format!("http://{}{path}", m.http);
+                let out = env.dir.join(format!("wrk-muster-{route}.out"));
+                match wrk_row(bin, &target, case, url, o, m.proc.pid(), out).await {
+                    Ok((mut row, done, slack)) => {
+                        let counted = m.http_requests(route).await? - before;
+                        record_agreement(&mut row, done, counted);
+                        row.set("metrics_agree", done <= counted && counted <= done + slack);
+                        row.set("body_bytes", body.len());
+                        row
+                    }
+                    Err(e) => Row::failed(&target, case, &e),
+                }
             }
-            Err(e) => Row::failed(&target, case, &e),
+            None => match http_row(&target, case, m.http, m.proc.pid(), &spec, make).await {
+                Ok((mut row, out)) => {
+                    let after = m.http_requests(route).await?;
+                    record_agreement(&mut row, out.sent, after - before);
+                    row.set("body_bytes", body.len());
+                    row
+                }
+                Err(e) => Row::failed(&target, case, &e),
+            },
         };
         muster_rows.push(row);
     }
@@ -123,9 +200,23 @@ pub async fn run(o: &W5Opts) -> Result<RunResult> {
     };
     match nginx {
         Ok(Some(mut peer)) => {
-            for ((case, path, _, _), (_, body)) in CASES.iter().zip(&files) {
+            for ((case, path, route, _), (_, body)) in CASES.iter().zip(&files) {
                 let req = Arc::new(get(path));
                 let make: MakeReq = Arc::new(move |_, _, buf| buf.extend_from_slice(&req));
+                if let Some(bin) = &wrk_bin {
+                    let url = format!("http://{}{path}", peer.addr);
+                    let out = env.dir.join(format!("wrk-nginx-{route}.out"));
+                    nginx_rows.push(
+                        match wrk_row(bin, "nginx", case, url, o, peer.proc.pid(), out).await {
+                            Ok((mut row, _, _)) => {
+                                row.set("body_bytes", body.len());
+                                row
+                            }
+                            Err(e) => Row::failed("nginx", case, &e),
+                        },
+                    );
+                    continue;
+                }
                 nginx_rows.push(
                     match http_row("nginx", case, peer.addr, peer.proc.pid(), &spec, make).await {
                         Ok((mut row, out)) => {
