@@ -328,18 +328,6 @@ impl Drop for Sampler {
     }
 }
 
-/// A TCP+UDP port free on 127.0.0.1 right now (both protocols, for DNS servers).
-pub fn free_port() -> Result<u16> {
-    for _ in 0..100 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = tcp.local_addr()?.port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no free port")
-}
-
 /// `n` distinct free ports.
 pub fn free_ports(n: usize) -> Result<Vec<u16>> {
     let mut held = Vec::new();
