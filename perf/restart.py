@@ -60,20 +60,33 @@ def request(c, method, path, body=None):
     return r.status, r.read()
 
 
-def wait_serving(slot, key, value, limit=30.0):
-    """Polls GET /v1/kv/<key>?raw until it answers `value`; returns seconds waited."""
+def wait_serving(slot, key, value, limit=60.0):
+    """Seconds until the server serves: GET /v1/kv/<key>?raw answers `value` and a new write
+    is acknowledged (which needs a leader and the whole committed log applied)."""
     t0 = time.perf_counter()
+    read_ok = False
     while time.perf_counter() - t0 < limit:
         try:
             c = conn(slot)
-            st, body = request(c, "GET", f"/v1/kv/{key}?raw")
+            if not read_ok:
+                st, body = request(c, "GET", f"/v1/kv/{key}?raw")
+                read_ok = st == 200 and body == value
+            if read_ok:
+                st, body = request(c, "PUT", "/v1/kv/perf/probe", b"x")
+                if st == 200 and body == b"true":
+                    c.close()
+                    return time.perf_counter() - t0
             c.close()
-            if st == 200 and body == value:
-                return time.perf_counter() - t0
         except OSError:
             pass
         time.sleep(0.001)
     raise RuntimeError(f"server {slot} not serving {key} after {limit}s")
+
+
+def newest_snapshot_index(data):
+    d = os.path.join(data, "snapshots")
+    names = sorted(n for n in os.listdir(d) if n.endswith(".snap")) if os.path.isdir(d) else []
+    return int(names[-1].split("-")[0]) if names else 0
 
 
 def value_for(i):
@@ -158,6 +171,8 @@ def main():
     ap.add_argument("--instances", type=int, default=50_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
+    ap.add_argument("--snapshot-interval", default="5s",
+                    help="raft_snapshot_interval for the run (Consul's default is 30s)")
     a = ap.parse_args()
 
     root = tempfile.mkdtemp(prefix="muster-restart-")
@@ -165,7 +180,8 @@ def main():
     os.makedirs(data)
     procs = []
     try:
-        p = start(a.bin, data, 0, a.cpu)
+        extra = ["-hcl", f'raft_snapshot_interval = "{a.snapshot_interval}"']
+        p = start(a.bin, data, 0, a.cpu, extra)
         procs.append(p)
         wait_serving_leader(0)
         t0 = time.perf_counter()
@@ -183,9 +199,21 @@ def main():
         t_save = time.perf_counter() - t0
         print(f"snapshot save: {t_save * 1e3:.0f} ms, {os.path.getsize(snap) / 2**20:.1f} MiB")
 
-        # Let an on-disk snapshot happen so restart exercises snapshot + log tail.
-        c = conn(0)
         last_key = f"perf/k{a.keys - 1:07d}"
+        # First restart: no snapshot on disk yet, the whole log is replayed.
+        if newest_snapshot_index(data) == 0:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            print(f"data dir before any snapshot: {du(data) / 2**20:.1f} MiB")
+            p = start(a.bin, data, 0, a.cpu, extra)
+            procs.append(p)
+            waited = wait_serving(0, last_key, value_for(a.keys - 1))
+            print(f"restart replaying the whole log (no snapshot): serving after {waited * 1e3:.0f} ms")
+        # Then wait for a snapshot covering the load, so restarts read it and a short tail.
+        t0 = time.perf_counter()
+        while newest_snapshot_index(data) == 0 and time.perf_counter() - t0 < 120:
+            time.sleep(0.2)
+        print(f"snapshot on disk at index {newest_snapshot_index(data)}")
         times = []
         for run in range(a.runs):
             p.send_signal(signal.SIGKILL)
@@ -193,8 +221,7 @@ def main():
             print(f"data dir: {du(data) / 2**20:.1f} MiB "
                   f"(raft {du(os.path.join(data, 'raft')) / 2**20:.1f}, "
                   f"snapshots {du(os.path.join(data, 'snapshots')) / 2**20:.1f})")
-            t0 = time.perf_counter()
-            p = start(a.bin, data, 0, a.cpu)
+            p = start(a.bin, data, 0, a.cpu, extra)
             procs.append(p)
             waited = wait_serving(0, last_key, value_for(a.keys - 1))
             times.append(waited)
