@@ -60,8 +60,8 @@ fn save(a: &FileArgs) -> i32 {
         }
     };
     let index = match snapshot::decode(&data) {
-        Ok((meta, body)) => match snapshot::image_from_body(body) {
-            Ok(_) => meta.last_log_id.map_or(0, |id| id.index()),
+        Ok((meta, body)) => match snapshot::check_body(body) {
+            Ok(()) => meta.last_log_id.map_or(0, |id| id.index()),
             Err(e) => {
                 error_line(&format!("Error verifying snapshot file: {e}"));
                 return 1;

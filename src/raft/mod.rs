@@ -401,7 +401,7 @@ impl<A: Applier> RaftServer<A> {
             .raft
             .with_state_machine(|sm: &mut MusterStateMachine<A>| {
                 let sm = sm.clone();
-                Box::pin(async move { sm.take_builder().await })
+                Box::pin(async move { sm.builder().await })
             })
             .await
             .map_err(|e| WriteError::Fatal(e.to_string()))?;

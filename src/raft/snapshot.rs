@@ -167,19 +167,34 @@ pub fn image_to_body(image: &muster_shards::image::Image) -> Vec<u8> {
 /// Validates (rkyv bytecheck) and deserializes a snapshot body. The body is copied to an
 /// aligned buffer only when it is not already 16-aligned (a mapped file always is).
 pub fn image_from_body(body: &[u8]) -> Result<muster_shards::image::Image, String> {
-    use muster_shards::image::{ArchivedImage, Image};
-    fn read(b: &[u8]) -> Result<Image, String> {
-        let archived = rkyv::access::<ArchivedImage, rkyv::rancor::Error>(b)
-            .map_err(|e| format!("invalid image archive: {e}"))?;
-        rkyv::deserialize::<Image, rkyv::rancor::Error>(archived)
+    with_archive(body, |archived| {
+        rkyv::deserialize::<muster_shards::image::Image, rkyv::rancor::Error>(archived)
             .map_err(|e| format!("cannot read image archive: {e}"))
-    }
+    })
+}
+
+/// Validates a snapshot body (rkyv bytecheck) without building the image: for callers that
+/// only accept or refuse the file and let the applier decode it.
+pub fn check_body(body: &[u8]) -> Result<(), String> {
+    with_archive(body, |_| Ok(()))
+}
+
+fn with_archive<T>(
+    body: &[u8],
+    f: impl FnOnce(&muster_shards::image::ArchivedImage) -> Result<T, String>,
+) -> Result<T, String> {
+    use muster_shards::image::ArchivedImage;
+    let access = |b: &[u8]| {
+        rkyv::access::<ArchivedImage, rkyv::rancor::Error>(b)
+            .map_err(|e| format!("invalid image archive: {e}"))
+            .and_then(f)
+    };
     if (body.as_ptr() as usize).is_multiple_of(BODY_ALIGN) {
-        return read(body);
+        return access(body);
     }
     let mut aligned = rkyv::util::AlignedVec::<BODY_ALIGN>::with_capacity(body.len());
     aligned.extend_from_slice(body);
-    read(&aligned)
+    access(&aligned)
 }
 
 /// Why the snapshot store failed.
@@ -484,6 +499,26 @@ mod tests {
             decode(&long),
             Err(SnapshotFileError::Length { .. })
         ));
+    }
+
+    #[test]
+    fn body_check_accepts_images_at_any_alignment_and_refuses_garbage() {
+        let img = muster_shards::image::Image {
+            applied: 9,
+            ..Default::default()
+        };
+        let body = image_to_body(&img);
+        assert_eq!(check_body(&body), Ok(()));
+        assert_eq!(image_from_body(&body).map(|i| i.applied), Ok(9));
+        // Shifted by one byte: copied to an aligned buffer first.
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(&body);
+        assert_eq!(check_body(&shifted[1..]), Ok(()));
+        let mut bad = body.clone();
+        let n = bad.len();
+        bad[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(check_body(&bad).is_err());
+        assert!(image_from_body(&bad).is_err());
     }
 
     #[test]

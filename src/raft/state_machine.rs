@@ -85,12 +85,6 @@ impl<A: Applier> MusterStateMachine<A> {
         }
     }
 
-    /// The image as of now, for a snapshot that is not openraft's (`GET /v1/snapshot`). Call
-    /// it on openraft's state machine task (`Raft::with_state_machine`), between applies.
-    pub async fn take_builder(&self) -> MusterSnapshotBuilder<A> {
-        self.builder().await
-    }
-
     pub fn applier(&self) -> &A {
         &self.shared.applier
     }
@@ -181,8 +175,10 @@ impl<A: Applier> Shared<A> {
 
 impl<A: Applier> MusterStateMachine<A> {
     /// Takes the image between two applies: openraft keeps applying while a builder runs on
-    /// another task, so only here does the image match `last_applied` exactly.
-    async fn builder(&self) -> MusterSnapshotBuilder<A> {
+    /// another task, so only there does the image match `last_applied` exactly. Outside
+    /// openraft's own snapshots (`GET /v1/snapshot`), call it through
+    /// `Raft::with_state_machine`, which runs on the state machine task.
+    pub async fn builder(&self) -> MusterSnapshotBuilder<A> {
         let meta = {
             let state = self.shared.state.borrow();
             let last = state.last_applied;

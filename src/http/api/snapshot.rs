@@ -29,7 +29,7 @@ async fn validate(file: Bytes) -> ApiResult<Bytes> {
     let checked = glommio::executor()
         .spawn_blocking(move || -> Result<Bytes, String> {
             let (_, body) = snapshot::decode(&file).map_err(|e| e.to_string())?;
-            snapshot::image_from_body(body)?;
+            snapshot::check_body(body)?;
             let start = file.len() - body.len();
             Ok(file.slice(start..))
         })
