@@ -4,6 +4,9 @@
 //!
 //! Atomicity: the raft apply loop is the only writer and applies one entry at a time, so between
 //! the dry run of a multi-shard transaction and its commit no other write can change the shards.
+//! Visibility: every command that writes on more than one shard is a fenced step
+//! ([`Backend::fenced_write`]) and every multi-shard read goes through [`read_all`], so no read
+//! sees part of such a command (the rule and its proof are in [`crate::visibility`]).
 use std::future::Future;
 
 use futures::future::join_all;
@@ -14,18 +17,44 @@ use crate::kv::{KvEntry, KvFailure};
 use crate::route::shard_for;
 use crate::shard::{Shard, TxnPart};
 
-/// A shard could not be reached (the process is shutting down).
+/// A shard could not be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("shard {0} is unavailable")]
-pub struct Unavailable(pub usize);
+pub enum Unavailable {
+    /// The process is shutting down, or the shard does not exist.
+    #[error("shard {0} is unavailable")]
+    Gone(usize),
+    /// The queue to the shard is full and the caller chose to shed load rather than wait.
+    #[error("the queue to shard {0} is full")]
+    Busy(usize),
+}
 
-/// How the coordinator reaches a shard: run `f` on the core that owns shard `s`.
+/// How the coordinator reaches a shard: run `f` on the core that owns shard `s`; and how it
+/// keeps multi-shard writes from being seen in part (see [`crate::visibility`]).
 pub trait Backend {
     fn nshards(&self) -> usize;
     fn on_shard<R, F>(&self, s: usize, f: F) -> impl Future<Output = Result<R, Unavailable>>
     where
         R: Send + 'static,
         F: FnOnce(&mut Shard) -> R + Send + 'static;
+
+    /// A stamp for an optimistic multi-shard read, `None` while a fenced step is applied.
+    fn read_stamp(&self) -> Option<u64>;
+
+    /// Whether no fenced step started or ended since `stamp`.
+    fn read_still(&self, stamp: u64) -> bool;
+
+    /// Applies `step`, a write that reaches more than one shard, so that readers see all of it
+    /// or none: it excludes [`Backend::fenced_read`]s and moves the read stamp around itself.
+    fn fenced_write<T, Fut>(&self, step: Fut) -> impl Future<Output = T>
+    where
+        Fut: Future<Output = T>;
+
+    /// Runs `f` on every shard with no fenced step in between (results in shard order): the
+    /// fallback of [`read_all`] when its optimistic read failed.
+    fn fenced_read<R, F>(&self, f: F) -> impl Future<Output = Result<Vec<R>, Unavailable>>
+    where
+        R: Send + 'static,
+        F: Fn(&mut Shard) -> R + Send + Sync + Clone + 'static;
 }
 
 pub fn owner_of(key: &str, nshards: usize) -> usize {
@@ -45,8 +74,65 @@ where
         .collect()
 }
 
-/// Applies one committed command at raft index `idx`.
+/// Reads every shard as of one state: `f` runs on each shard (results in shard order) and the
+/// results never mix shards before and after a multi-shard write. An optimistic read checked
+/// by the write epoch, else a fenced read (see [`crate::visibility`]).
+pub async fn read_all<B, R, F>(b: &B, f: F) -> Result<Vec<R>, Unavailable>
+where
+    B: Backend,
+    R: Send + 'static,
+    F: Fn(&mut Shard) -> R + Send + Sync + Clone + 'static,
+{
+    if let Some(stamp) = b.read_stamp() {
+        let parts = on_all(b, f.clone()).await?;
+        if b.read_still(stamp) {
+            return Ok(parts);
+        }
+    }
+    b.fenced_read(f).await
+}
+
+/// Whether `cmd` may write on more than one shard, and so must be a fenced step.
+fn spans_shards(cmd: &Command, n: usize) -> bool {
+    match cmd {
+        Command::Noop | Command::Restore(_) => false,
+        Command::Kv(op) => op.verb.is_tree(),
+        Command::Txn(ops) => {
+            let mut owners = ops.iter().map(|op| {
+                if op.verb.is_tree() {
+                    usize::MAX
+                } else {
+                    owner_of(&op.key, n)
+                }
+            });
+            let first = owners.next();
+            first == Some(usize::MAX) || owners.any(|o| Some(o) != first)
+        }
+        // Sessions live on every shard; a catalog change may destroy sessions bound to it.
+        Command::SessionCreate(_)
+        | Command::SessionDestroy { .. }
+        | Command::RegisterNode(_)
+        | Command::Register(_)
+        | Command::DeregisterNode { .. }
+        | Command::Deregister { .. } => true,
+    }
+}
+
+/// Applies one committed command at raft index `idx`, fenced when it spans shards.
 pub async fn apply<B: Backend>(
+    b: &B,
+    idx: u64,
+    at_ms: u64,
+    cmd: Command,
+) -> Result<CommandResult, Unavailable> {
+    if spans_shards(&cmd, b.nshards()) {
+        b.fenced_write(apply_step(b, idx, at_ms, cmd)).await
+    } else {
+        apply_step(b, idx, at_ms, cmd).await
+    }
+}
+
+async fn apply_step<B: Backend>(
     b: &B,
     idx: u64,
     at_ms: u64,
@@ -239,7 +325,6 @@ pub async fn apply_batch<B: Backend>(
     b: &B,
     entries: Vec<Committed>,
 ) -> Result<Vec<CommandResult>, Unavailable> {
-    let n = b.nshards();
     let mut out: Vec<CommandResult> = Vec::with_capacity(entries.len());
     let mut it = entries.into_iter().peekable();
     while let Some((idx, at_ms, cmd)) = it.next() {
@@ -254,51 +339,77 @@ pub async fn apply_batch<B: Backend>(
             }
             run.push(it.next().expect("peeked"));
         }
+        // A registration that brings a critical check may destroy sessions on every shard
+        // (deferred to the end of the run), so such a run is one fenced step.
+        let fenced = run.iter().any(|(_, _, c)| match c {
+            Command::Register(reg) => reg
+                .checks
+                .iter()
+                .any(|c| c.status != "passing" && c.status != "warning"),
+            _ => false,
+        });
         let base = out.len();
         out.resize(base + run.len(), CommandResult::Ok);
-        // (raft index, leader time, node) of each registration, for deferred invalidation.
-        let mut meta: Vec<(u64, u64, String)> = Vec::with_capacity(run.len());
-        let mut per_shard: Vec<Vec<(usize, u64, Command)>> = vec![Vec::new(); n];
-        for (pos, (i, at, c)) in run.into_iter().enumerate() {
-            let node = match &c {
-                Command::Register(reg) => reg.node.node.clone(),
-                _ => String::new(),
-            };
-            meta.push((i, at, node));
-            per_shard[run_owner(&c, n)].push((base + pos, i, c));
+        let step = apply_run(b, base, run, &mut out);
+        if fenced {
+            b.fenced_write(step).await?;
+        } else {
+            step.await?;
         }
-        let calls = per_shard
-            .into_iter()
-            .enumerate()
-            .filter(|(_, cmds)| !cmds.is_empty())
-            .map(|(s, cmds)| {
-                b.on_shard(s, move |sh| {
-                    cmds.into_iter()
-                        .map(|(pos, i, c)| (pos, apply_on_shard(sh, i, &c)))
-                        .collect::<Vec<_>>()
-                })
-            });
-        let mut owed: Vec<(usize, Vec<String>)> = Vec::new();
-        for part in join_all(calls).await {
-            for (pos, r) in part? {
-                match r {
-                    RunResult::Done(r) => out[pos] = r,
-                    RunResult::Registered { critical } => {
-                        out[pos] = CommandResult::Bool(true);
-                        if !critical.is_empty() {
-                            owed.push((pos, critical));
-                        }
+    }
+    Ok(out)
+}
+
+/// Applies one run of batchable commands (see [`apply_batch`]), results into `out[base..]`.
+async fn apply_run<B: Backend>(
+    b: &B,
+    base: usize,
+    run: Vec<Committed>,
+    out: &mut [CommandResult],
+) -> Result<(), Unavailable> {
+    let n = b.nshards();
+    // (raft index, leader time, node) of each registration, for deferred invalidation.
+    let mut meta: Vec<(u64, u64, String)> = Vec::with_capacity(run.len());
+    let mut per_shard: Vec<Vec<(usize, u64, Command)>> = vec![Vec::new(); n];
+    for (pos, (i, at, c)) in run.into_iter().enumerate() {
+        let node = match &c {
+            Command::Register(reg) => reg.node.node.clone(),
+            _ => String::new(),
+        };
+        meta.push((i, at, node));
+        per_shard[run_owner(&c, n)].push((base + pos, i, c));
+    }
+    let calls = per_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, cmds)| !cmds.is_empty())
+        .map(|(s, cmds)| {
+            b.on_shard(s, move |sh| {
+                cmds.into_iter()
+                    .map(|(pos, i, c)| (pos, apply_on_shard(sh, i, &c)))
+                    .collect::<Vec<_>>()
+            })
+        });
+    let mut owed: Vec<(usize, Vec<String>)> = Vec::new();
+    for part in join_all(calls).await {
+        for (pos, r) in part? {
+            match r {
+                RunResult::Done(r) => out[pos] = r,
+                RunResult::Registered { critical } => {
+                    out[pos] = CommandResult::Bool(true);
+                    if !critical.is_empty() {
+                        owed.push((pos, critical));
                     }
                 }
             }
         }
-        owed.sort_by_key(|(pos, _)| *pos);
-        for (pos, critical) in owed {
-            let (i, at, node) = &meta[pos - base];
-            invalidate_bound_sessions(b, *i, *at, node, critical, false).await?;
-        }
     }
-    Ok(out)
+    owed.sort_by_key(|(pos, _)| *pos);
+    for (pos, critical) in owed {
+        let (i, at, node) = &meta[pos - base];
+        invalidate_bound_sessions(b, *i, *at, node, critical, false).await?;
+    }
+    Ok(())
 }
 
 /// Splits a transaction into per-shard op lists, keeping transaction order within each.
@@ -380,7 +491,7 @@ async fn txn<B: Backend>(b: &B, idx: u64, ops: Vec<KvOp>) -> Result<CommandResul
 /// (Consul's rule: the highest entry or tombstone index under the prefix, else the table index).
 pub async fn kv_list<B: Backend>(b: &B, prefix: &str) -> Result<(u64, Vec<KvEntry>), Unavailable> {
     let p = prefix.to_string();
-    let parts = on_all(b, move |s| {
+    let parts = read_all(b, move |s| {
         let (idx, entries) = s.kv().list(&p);
         (idx, s.kv().index(), entries)
     })
@@ -404,7 +515,7 @@ pub async fn kv_keys<B: Backend>(
     separator: &str,
 ) -> Result<(u64, Vec<String>), Unavailable> {
     let (p, sep) = (prefix.to_string(), separator.to_string());
-    let parts = on_all(b, move |s| {
+    let parts = read_all(b, move |s| {
         let (idx, keys) = s.kv().keys(&p, &sep);
         (idx, s.kv().index(), keys)
     })

@@ -1,4 +1,6 @@
-//! Shards reached by direct calls, on one thread: for tests, benchmarks and tools.
+//! Shards reached by direct calls, on one thread: for tests, benchmarks and tools. Every call
+//! completes before the next starts, so a multi-shard read can never meet a write half-way
+//! and the visibility hooks have nothing to do.
 use std::cell::RefCell;
 use std::future::Future;
 
@@ -38,8 +40,31 @@ impl Backend for LocalShards {
                 shard.take_touched();
                 Ok(r)
             }
-            None => Err(Unavailable(s)),
+            None => Err(Unavailable::Gone(s)),
         };
         std::future::ready(r)
+    }
+
+    fn read_stamp(&self) -> Option<u64> {
+        Some(0)
+    }
+
+    fn read_still(&self, _stamp: u64) -> bool {
+        true
+    }
+
+    fn fenced_write<T, Fut>(&self, step: Fut) -> impl Future<Output = T>
+    where
+        Fut: Future<Output = T>,
+    {
+        step
+    }
+
+    fn fenced_read<R, F>(&self, f: F) -> impl Future<Output = Result<Vec<R>, Unavailable>>
+    where
+        R: Send + 'static,
+        F: Fn(&mut Shard) -> R + Send + Sync + Clone + 'static,
+    {
+        crate::coord::on_all(self, f)
     }
 }

@@ -74,8 +74,13 @@ impl From<crate::runtime::mesh::CallError> for ApiError {
 }
 
 impl From<muster_shards::coord::Unavailable> for ApiError {
-    fn from(_: muster_shards::coord::Unavailable) -> ApiError {
-        ApiError::Internal("agent is shutting down".into())
+    fn from(e: muster_shards::coord::Unavailable) -> ApiError {
+        match e {
+            muster_shards::coord::Unavailable::Busy(_) => ApiError::Busy,
+            muster_shards::coord::Unavailable::Gone(_) => {
+                ApiError::Internal("agent is shutting down".into())
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use glommio::TaskQueueHandle;
 use muster_shards::coord::{Backend, Unavailable};
 use muster_shards::shard::Shard;
+use muster_shards::visibility::WriteEpoch;
 
 use super::mesh::{CallError, Mesh};
 use super::placement::Placement;
@@ -53,6 +54,9 @@ pub struct Core {
     /// The state shard this executor owns, if any.
     pub shard: Option<(usize, RefCell<Shard>)>,
     pub watchers: RefCell<Watchers>,
+    /// On the raft executor: held exclusively by the apply loop's fenced steps (writes that
+    /// span shards) and shared by fenced reads, so the two never overlap. Never crosses cores.
+    pub fence: Rc<tokio::sync::RwLock<()>>,
     pub raft_view: RefCell<RaftView>,
     /// Services and nodes this core's shard changed since the DNS view last took them.
     pub dns_pending: RefCell<(BTreeSet<String>, BTreeSet<String>)>,
@@ -183,6 +187,15 @@ impl Shards {
     }
 }
 
+/// Ends a fenced step when dropped, so an abandoned step cannot leave the epoch odd.
+struct StepGuard<'a>(&'a WriteEpoch);
+
+impl Drop for StepGuard<'_> {
+    fn drop(&mut self) {
+        self.0.end_write();
+    }
+}
+
 impl Backend for Shards {
     fn nshards(&self) -> usize {
         core().placement.nshards()
@@ -195,5 +208,60 @@ impl Backend for Shards {
     {
         let this = *self;
         async move { this.call(s, f).await.map_err(Unavailable::from) }
+    }
+
+    fn read_stamp(&self) -> Option<u64> {
+        let c = core();
+        if c.control.fault_torn_reads {
+            return Some(0);
+        }
+        c.control.epoch.stamp()
+    }
+
+    fn read_still(&self, stamp: u64) -> bool {
+        let c = core();
+        c.control.fault_torn_reads || c.control.epoch.still(stamp)
+    }
+
+    async fn fenced_write<T, Fut>(&self, step: Fut) -> T
+    where
+        Fut: Future<Output = T>,
+    {
+        let c = core();
+        // The lock is the raft executor's own: the apply loop is the only writer.
+        debug_assert_eq!(
+            c.id, c.placement.raft,
+            "fenced step off the apply loop's core"
+        );
+        let fence = c.fence.clone();
+        let _excl = fence.write().await;
+        c.control.epoch.begin_write();
+        let _step = StepGuard(&c.control.epoch);
+        crate::metrics::incr_counter("muster.visibility.fenced_writes", &[], 1.0);
+        step.await
+    }
+
+    fn fenced_read<R, F>(&self, f: F) -> impl Future<Output = Result<Vec<R>, Unavailable>>
+    where
+        R: Send + 'static,
+        F: Fn(&mut Shard) -> R + Send + Sync + Clone + 'static,
+    {
+        let this = *self;
+        async move {
+            crate::metrics::incr_counter("muster.visibility.fenced_reads", &[], 1.0);
+            let c = core();
+            let job = move || async move {
+                let fence = core().fence.clone();
+                let _shared = fence.read().await;
+                muster_shards::coord::on_all(&Shards::default(), f).await
+            };
+            let raft = c.placement.raft;
+            let r = if this.shed {
+                c.mesh.try_call(raft, job).await
+            } else {
+                c.mesh.call(raft, job).await
+            };
+            r.map_err(Unavailable::from)?
+        }
     }
 }

@@ -152,7 +152,8 @@ pub enum CallError {
 impl From<CallError> for Unavailable {
     fn from(e: CallError) -> Unavailable {
         match e {
-            CallError::Busy(x) | CallError::Unavailable(x) => Unavailable(x),
+            CallError::Busy(x) => Unavailable::Busy(x),
+            CallError::Unavailable(x) => Unavailable::Gone(x),
         }
     }
 }

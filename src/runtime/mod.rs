@@ -112,6 +112,12 @@ impl Settings {
 /// Process-wide switches flipped by signals and `/v1/agent/leave|reload`, polled by each core.
 #[derive(Debug, Default)]
 pub struct Control {
+    /// The epoch of multi-shard writes (`muster_shards::visibility`): written by the apply
+    /// loop, read by every core that reads more than one shard.
+    pub epoch: muster_shards::visibility::WriteEpoch,
+    /// Test-only fault (`MUSTER_FAULT=torn-reads`): multi-shard reads skip the visibility
+    /// rule, as before it existed, so the linearizability checker can be shown to catch it.
+    pub fault_torn_reads: bool,
     shutdown: AtomicBool,
     reloads: AtomicU64,
     /// Why the agent cannot run (set once, then shutdown); the process exits with it.
@@ -254,7 +260,16 @@ pub fn run(settings: Settings, config: crate::config::Config) -> Result<(), Runt
     );
     probe_ports(&settings)?;
     let settings = Arc::new(settings);
-    let control = Arc::new(Control::default());
+    let fault_torn_reads = std::env::var("MUSTER_FAULT").is_ok_and(|v| v == "torn-reads");
+    if fault_torn_reads {
+        log::warn!(
+            "MUSTER_FAULT=torn-reads: multi-shard reads may see part of a write (test only)"
+        );
+    }
+    let control = Arc::new(Control {
+        fault_torn_reads,
+        ..Control::default()
+    });
     spawn_signal_thread(control.clone())?;
 
     let mut handles = Vec::new();
@@ -441,6 +456,7 @@ async fn core_main(
         queues,
         shard,
         watchers: RefCell::default(),
+        fence: Rc::default(),
         raft_view: RefCell::new(RaftView::default()),
         config: RefCell::new(config),
         dns_pending: RefCell::default(),

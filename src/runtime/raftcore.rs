@@ -10,7 +10,7 @@ use futures::future::{join_all, LocalBoxFuture};
 use futures::FutureExt;
 use muster_shards::catalog::{HealthCheck, Node, Registration, Service};
 use muster_shards::command::{Command, CommandResult, NodeRegistration, Proposal};
-use muster_shards::coord;
+use muster_shards::coord::{self, Backend};
 
 use super::core::{core, RaftView, Shards};
 use crate::http::api::now_ms;
@@ -176,7 +176,9 @@ pub async fn install_image(image: Image) -> Result<(), String> {
         .into_iter()
         .enumerate()
         .map(|(i, s)| Shards::default().call(i, move |mine| *mine = s));
-    for r in join_all(calls).await {
+    // Every shard is replaced: one fenced step, so no read mixes the old state and the new.
+    let installed = Shards::default().fenced_write(join_all(calls)).await;
+    for r in installed {
         r.map_err(|e| e.to_string())?;
     }
     let t_install = t0.elapsed();

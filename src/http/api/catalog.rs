@@ -242,7 +242,7 @@ pub async fn gather_instances<T, G>(
 ) -> ApiResult<Polled<(u64, Vec<T>)>>
 where
     T: Send + 'static,
-    G: Fn(&muster_shards::shard::Shard, &str) -> Vec<T> + Send + Clone + 'static,
+    G: Fn(&muster_shards::shard::Shard, &str) -> Vec<T> + Send + Sync + Clone + 'static,
 {
     let (n1, n2) = (name.clone(), name.clone());
     scatter(

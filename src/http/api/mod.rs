@@ -148,20 +148,16 @@ pub async fn scatter<T, R, V, G, M>(
 ) -> ApiResult<Polled<(u64, R)>>
 where
     T: Send + 'static,
-    V: Fn(&Shard) -> u64 + Send + Clone + 'static,
-    G: Fn(&mut Shard) -> T + Send + Clone + 'static,
+    V: Fn(&Shard) -> u64 + Send + Sync + Clone + 'static,
+    G: Fn(&mut Shard) -> T + Send + Sync + Clone + 'static,
     M: FnOnce(Vec<T>) -> (u64, R),
 {
     {
         let sh = Shards::shedding();
         let n = core().placement.nshards();
-        let parts = join_all((0..n).map(|s| {
-            let (g, v) = (gather.clone(), version.clone());
-            sh.call(s, move |shard| (v(shard), g(shard)))
-        }))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<(u64, T)>, _>>()?;
+        // One state across shards (the visibility rule), so the index is that of a whole state.
+        let (g, v) = (gather.clone(), version.clone());
+        let parts = muster_shards::coord::read_all(&sh, move |shard| (v(shard), g(shard))).await?;
         let versions: Vec<u64> = parts.iter().map(|p| p.0).collect();
         let (idx, r) = merge(parts.into_iter().map(|p| p.1).collect());
         if min == 0 || idx > min {
