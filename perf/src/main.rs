@@ -37,6 +37,9 @@ enum Cmd {
     /// W6 memory: instances + KV keys + idle watchers, RSS against raw data size.
     #[command(alias = "memory")]
     W6(workloads::w6::W6Opts),
+    /// Not a P99 workload: txn writers vs recursive readers, prints "torn reads: X of Y"
+    /// (issue 9). Writes no result file.
+    Torn(workloads::torn::TornOpts),
 }
 
 impl Cmd {
@@ -48,6 +51,7 @@ impl Cmd {
             Cmd::W4(o) => &o.common,
             Cmd::W5(o) => &o.common,
             Cmd::W6(o) => &o.common,
+            Cmd::Torn(o) => &o.common,
         }
     }
 }
@@ -60,7 +64,7 @@ fn main() -> Result<()> {
     pin_current(&gen_cpus)?;
     // 50,000 sockets here and as many in the server, which inherits this limit.
     let nofile = raise_nofile(200_000);
-    if nofile < 120_000 {
+    if nofile < 120_000 && !matches!(cli.cmd, Cmd::Torn(_)) {
         eprintln!("warning: RLIMIT_NOFILE is {nofile}; W4/W6 at 50,000 watchers need ~110,000");
     }
     let threads = match cpu_count(&gen_cpus) {
@@ -71,6 +75,10 @@ fn main() -> Result<()> {
         .worker_threads(threads)
         .enable_all()
         .build()?;
+    if let Cmd::Torn(o) = &cli.cmd {
+        rt.block_on(workloads::torn::run(o))?;
+        return Ok(());
+    }
     let res: RunResult = rt.block_on(async {
         match &cli.cmd {
             Cmd::W1(o) => workloads::w1::run(o).await,
@@ -79,6 +87,7 @@ fn main() -> Result<()> {
             Cmd::W4(o) => workloads::w4::run(o).await,
             Cmd::W5(o) => workloads::w5::run(o).await,
             Cmd::W6(o) => workloads::w6::run(o).await,
+            Cmd::Torn(_) => unreachable!("handled above"),
         }
     })?;
     print!("{}", muster_perf::report::render(&res));

@@ -19,5 +19,6 @@ mod dns;
 mod durable;
 mod health;
 mod kv;
+mod lin;
 mod sessions;
 mod txn;

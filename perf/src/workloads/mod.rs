@@ -1,5 +1,7 @@
 //! The workloads of `docs/performance.md`. Each has an options struct (clap + serde, so
 //! the options land in the result file) and `async fn run(&Opts) -> Result<RunResult>`.
+/// Not a P99 workload: issue 9's torn-read count.
+pub mod torn;
 pub mod w1;
 pub mod w2;
 pub mod w3;
