@@ -35,6 +35,7 @@ pub fn parse(src: &str) -> Result<Value, ParseError> {
     let mut p = Parser {
         lex: Lexer::new(src),
         peeked: None,
+        depth: 0,
     };
     let body = p.body(None)?;
     Ok(object_value(body))
@@ -570,9 +571,13 @@ fn object_value(obj: Obj) -> Value {
     Value::Object(m)
 }
 
+/// Objects and lists nested deeper than this are refused rather than risking the stack.
+const MAX_DEPTH: usize = 200;
+
 struct Parser {
     lex: Lexer,
     peeked: Option<(Tok, Pos)>,
+    depth: usize,
 }
 
 impl Parser {
@@ -642,7 +647,7 @@ impl Parser {
                     )))
                 }
                 Tok::LBrace => {
-                    let mut node = Node::Objects(vec![self.body(Some(pos))?]);
+                    let mut node = Node::Objects(vec![self.nested_body(pos)?]);
                     for label in labels.into_iter().rev() {
                         node = Node::Labels(vec![(label, node)]);
                     }
@@ -673,8 +678,13 @@ impl Parser {
                     .map(Value::Number)
                     .ok_or_else(|| pos.err("number is not finite"))?,
             ),
-            Tok::LBrace => Node::Objects(vec![self.body(Some(pos))?]),
-            Tok::LBrack => Node::List(self.list(pos)?),
+            Tok::LBrace => Node::Objects(vec![self.nested_body(pos)?]),
+            Tok::LBrack => {
+                self.enter(pos)?;
+                let items = self.list(pos);
+                self.depth -= 1;
+                Node::List(items?)
+            }
             Tok::Ident(s) => {
                 return Err(pos.err(format!(
                     "expected a value, got identifier {s:?} (strings must be quoted)"
@@ -687,6 +697,21 @@ impl Parser {
                 )))
             }
         })
+    }
+
+    fn enter(&mut self, pos: Pos) -> Result<(), ParseError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(pos.err(format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn nested_body(&mut self, open: Pos) -> Result<Obj, ParseError> {
+        self.enter(open)?;
+        let body = self.body(Some(open));
+        self.depth -= 1;
+        body
     }
 
     fn list(&mut self, open: Pos) -> Result<Vec<Node>, ParseError> {

@@ -305,6 +305,14 @@ fn errors_name_line_and_column() {
     err_at("a = 1e", 1, 5, "exponent");
     err_at("{ a = 1 }", 1, 1, "expected a key");
     err_at("true = 1", 1, 1, "expected a key");
+    let deep = format!(
+        "a = {}{}",
+        "[".repeat(MAX_DEPTH + 1),
+        "]".repeat(MAX_DEPTH + 1)
+    );
+    err_at(&deep, 1, 5 + MAX_DEPTH, "nested deeper");
+    let ok = format!("a = {}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+    assert!(parse(&ok).is_ok());
     // Columns count characters, not bytes.
     err_at("é = \"x\" }", 1, 9, "expected a key");
 }
