@@ -11,6 +11,7 @@
 //! Loading reads files and interfaces with blocking calls: it runs before executors start.
 
 mod error;
+pub mod hcl1;
 mod net;
 mod schema;
 mod source;

@@ -46,8 +46,64 @@ pub fn parse(text: &[u8], format: ConfigFormat) -> Result<Value, String> {
         ConfigFormat::Hcl => {
             let s =
                 std::str::from_utf8(text).map_err(|e| format!("invalid HCL: not UTF-8: {e}"))?;
-            hcl::from_str::<Value>(s).map_err(|e| format!("invalid HCL: {e}"))
+            let mut doc = super::hcl1::parse(s).map_err(|e| format!("invalid HCL: {e}"))?;
+            wrap_lists(&mut doc, "");
+            Ok(doc)
         }
+    }
+}
+
+/// Keys that hold lists of objects wherever they appear (dotted, lower case; the elements
+/// of a list share their list's path). One HCL block is one object, but under these keys
+/// Consul's decoder keeps it a list of one, and so must we: a service definition's `checks`
+/// must be a list however many `checks` blocks it has.
+const LIST_KEYS: &[&str] = &[
+    "checks",
+    "services",
+    "watches",
+    "segments",
+    "config_entries.bootstrap",
+    "service.checks",
+    "services.checks",
+    "service.proxy.upstreams",
+    "services.proxy.upstreams",
+    "service.proxy.expose.paths",
+    "services.proxy.expose.paths",
+    "service.connect.proxy.upstreams",
+    "services.connect.proxy.upstreams",
+    "service.connect.proxy.config.upstreams",
+    "services.connect.proxy.config.upstreams",
+    "service.connect.sidecar_service.checks",
+    "services.connect.sidecar_service.checks",
+    "service.connect.sidecar_service.proxy.upstreams",
+    "services.connect.sidecar_service.proxy.upstreams",
+    "service.connect.sidecar_service.proxy.expose.paths",
+    "services.connect.sidecar_service.proxy.expose.paths",
+];
+
+fn wrap_lists(v: &mut Value, path: &str) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                let key = k.to_ascii_lowercase();
+                let sub = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
+                if LIST_KEYS.contains(&sub.as_str()) && matches!(child, Value::Object(_)) {
+                    let one = std::mem::replace(child, Value::Null);
+                    *child = Value::Array(vec![one]);
+                }
+                wrap_lists(child, &sub);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                wrap_lists(item, path);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -765,3 +765,213 @@ fn cores_flag() {
     })
     .is_err());
 }
+
+/// The Consul-style HCL corpus: `agent/` holds agent config files, `other/` other HCL that
+/// Consul reads (ACL rules, config entries). Each `NAME.hcl` has its expected tree in
+/// `NAME.json`.
+fn hcl_corpus(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/config/testdata/hcl")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "hcl"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn expected_tree(hcl: &Path) -> serde_json::Value {
+    let j = hcl.with_extension("json");
+    let text = std::fs::read_to_string(&j).unwrap_or_else(|e| panic!("{}: {e}", j.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", j.display()))
+}
+
+#[test]
+fn hcl_corpus_parses_to_expected_trees() {
+    let mut names = Vec::new();
+    for (kind, f) in hcl_corpus("agent")
+        .into_iter()
+        .map(|f| ("agent", f))
+        .chain(hcl_corpus("other").into_iter().map(|f| ("other", f)))
+    {
+        let text = std::fs::read(&f).unwrap();
+        // Agent files go through the loader's own entry point (list keys included); the
+        // others through the bare parser.
+        let doc = if kind == "agent" {
+            source::parse(&text, ConfigFormat::Hcl)
+        } else {
+            hcl1::parse(std::str::from_utf8(&text).unwrap()).map_err(|e| e.to_string())
+        }
+        .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert_eq!(
+            serde_json::to_value(&doc).unwrap(),
+            expected_tree(&f),
+            "{}",
+            f.display()
+        );
+        names.push(f.file_stem().unwrap().to_string_lossy().into_owned());
+    }
+    // Every HCL snippet of the seeds is in the corpus.
+    for seed in [
+        "seed-server1",
+        "seed-acl",
+        "seed-intentions",
+        "seed-service-router",
+        "seed-service-splitter",
+        "seed-service-resolver",
+        "seed-web-policy",
+        "seed-operator-read-policy",
+    ] {
+        assert!(names.iter().any(|n| n == seed), "{seed} missing: {names:?}");
+    }
+    assert!(names.len() >= 14, "{names:?}");
+}
+
+#[test]
+fn hcl_agent_corpus_loads() {
+    let files = hcl_corpus("agent");
+    for f in &files {
+        if let Err(e) = Config::validate_paths(std::slice::from_ref(f), None) {
+            panic!("{} should load: {e}", f.display());
+        }
+    }
+    // And all of them together, in one directory's order.
+    Config::validate_paths(&files, None).unwrap();
+}
+
+fn corpus_config(name: &str) -> Config {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/config/testdata/hcl/agent")
+        .join(name);
+    Config::validate_paths(&[f], None).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn hcl_corpus_values() {
+    let c = corpus_config("acl-open-line.hcl");
+    assert!(c.acl.enabled);
+    assert_eq!(c.acl.default_policy, AclPolicy::Deny);
+    assert_eq!(c.acl.down_policy, AclDownPolicy::ExtendCache);
+    assert!(c.acl.enable_token_persistence);
+    assert_eq!(c.acl.tokens.agent.as_deref(), Some("b1gs33cr3t"));
+    assert_eq!(c.acl.tokens.default.as_deref(), Some("d3f4ult"));
+    assert_eq!(c.datacenter, "dc1");
+
+    let c = corpus_config("seed-acl.hcl");
+    assert!(c.acl.enabled && c.acl.enable_token_persistence);
+    assert_eq!(c.acl.default_policy, AclPolicy::Deny);
+
+    let c = corpus_config("seed-server1.hcl");
+    assert!(c.server);
+    assert_eq!(c.bootstrap_expect, 3);
+    assert_eq!(c.retry_join.len(), 3);
+    assert!(c.ui_config.enabled);
+
+    let c = corpus_config("services-blocks.hcl");
+    let ids: Vec<String> = c
+        .services
+        .iter()
+        .map(|s| {
+            s.get_str("id")
+                .or(s.get_str("name"))
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, ["red0", "red1", "cache"]);
+    let checks = |i: usize| {
+        c.services[i]
+            .get("checks")
+            .and_then(|x| x.as_array())
+            .map(Vec::len)
+    };
+    assert_eq!(checks(0), Some(1), "one checks block is a list of one");
+    assert_eq!(
+        checks(1),
+        Some(3),
+        "a checks list and a checks block add up"
+    );
+
+    let c = corpus_config("service-single.hcl");
+    assert_eq!(c.services.len(), 1);
+    let svc = &c.services[0];
+    let checks = svc.get("checks").and_then(|x| x.as_array()).unwrap();
+    assert_eq!(
+        checks[0].get_str("notes"),
+        Some("Fails when the web tier stops reporting.\nSee the runbook.\n")
+    );
+    assert_eq!(
+        svc.get("meta").and_then(|m| m.get_str("team")),
+        Some("edge")
+    );
+    assert_eq!(c.checks.len(), 1);
+    assert_eq!(
+        c.checks[0].get_str("notes"),
+        Some("first line\n  second line\n")
+    );
+
+    let c = corpus_config("mixed-style.hcl");
+    assert_eq!(c.datacenter, "dc2");
+    assert_eq!(c.node_name, "mixed-node");
+    assert_eq!(c.log.level, LogLevel::Warn);
+    assert_eq!(c.node_meta.len(), 3);
+    assert_eq!(c.node_meta["instance-type"], "m5.large");
+    assert_eq!((c.ports.http, c.ports.dns), (Some(8501), Some(8601)));
+    assert_eq!(c.ports.grpc, None, "-1 disables");
+    assert_eq!(c.retry_join, ["10.0.1.20", "10.0.1.21", "10.0.1.22"]);
+    assert_eq!(c.limits.http_max_conns_per_client, 256);
+    assert_eq!(c.performance.raft_multiplier, 5);
+    assert_eq!(c.dns.max_stale, Duration::from_secs(87600 * 3600));
+
+    let c = corpus_config("config-entries.hcl");
+    assert_eq!(c.config_entries_bootstrap.len(), 2);
+
+    let c = corpus_config("docs-example.hcl");
+    assert_eq!(c.watches.len(), 2, "repeated watches lists add up");
+    assert_eq!(c.node_name, "foobar");
+
+    let c = corpus_config("quoted-keys.hcl");
+    assert_eq!(c.services.len(), 2);
+    assert_eq!(c.node_meta["zone"], "a");
+}
+
+#[test]
+fn hcl_syntax_errors_give_line_and_column() {
+    let s = Scratch::new();
+    let cases = [
+        (
+            "unclosed.hcl",
+            "acl { enabled = true\n  default_policy = \"deny\"\n",
+            "At 1:5:",
+        ),
+        (
+            "string.hcl",
+            "datacenter = \"dc1\nnode_name = \"x\"\n",
+            "At 1:14:",
+        ),
+        ("labels.hcl", "ports http = 8500\n", "At 1:12:"),
+        ("bare.hcl", "\n\nlog_level = info\n", "At 3:13:"),
+    ];
+    for (name, text, at) in cases {
+        let f = s.write(name, text);
+        let e = load_files(&s, &[&f]).unwrap_err();
+        let issue = e
+            .issues()
+            .iter()
+            .find(|i| i.source == f.display().to_string())
+            .unwrap_or_else(|| panic!("{name}: {e}"));
+        assert!(
+            issue.message.starts_with(&format!("invalid HCL: {at}")),
+            "{name}: {}",
+            issue.message
+        );
+        // The whole error names the file, the line and the column.
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&format!("{}: invalid HCL: {at}", f.display())),
+            "{shown}"
+        );
+    }
+}

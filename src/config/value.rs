@@ -238,10 +238,10 @@ mod tests {
 
     #[test]
     fn integral_floats_are_ints() {
-        let v: Value = hcl::from_str("a = 3.0").unwrap();
+        let v = super::super::hcl1::parse("a = 3.0").unwrap();
         let Value::Object(m) = v else { panic!() };
         assert_eq!(as_i64(&m["a"]), Ok(3));
-        let v: Value = hcl::from_str("a = 3.5").unwrap();
+        let v = super::super::hcl1::parse("a = 3.5").unwrap();
         let Value::Object(m) = v else { panic!() };
         assert!(as_i64(&m["a"]).is_err());
     }

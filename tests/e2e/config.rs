@@ -14,6 +14,7 @@ per_core_custom!(
     reload_endpoint_adds_and_removes,
     sighup_adds_service,
     unknown_key_refuses_to_start,
+    hcl1_config_file,
 );
 
 const RELOAD: Duration = Duration::from_secs(15);
@@ -39,6 +40,59 @@ check {
   ttl  = "60s"
 }
 "#;
+
+/// HCL as Consul (HCL 1) reads it and an HCL 2 parser refuses: blocks whose first attribute
+/// shares the `{` line, items separated by commas, repeated `services` blocks, a heredoc.
+/// The agent refuses to start if any of it fails to parse.
+const HCL1_FILE: &str = r#"
+acl { enabled = true
+  default_policy = "allow"
+  down_policy = "extend-cache"
+}
+node_meta { rack = "r1"
+  "env" = "e2e" }
+services {
+  name = "hclone"
+  id = "hclone1", port = 7101
+  checks { id = "hclone-ttl", ttl = "60s" }
+}
+services { name = "hcltwo"
+  port = 7102
+  tags = ["a", "b",]
+  check {
+    id = "hcltwo-ttl"
+    ttl = "60s"
+    notes = <<-EOT
+      two lines
+      of notes
+      EOT
+  }
+}
+"#;
+
+fn hcl1_config_file(cores: usize) {
+    let dir = TempDir::new("confhcl1");
+    let file = dir.write("consul.hcl", HCL1_FILE);
+    let file = file.display().to_string();
+    let out = cli_at("127.0.0.1:1", &["validate", &file], b"");
+    out.success();
+    assert!(out.stdout.contains("Configuration is valid!"), "{out:?}");
+
+    let a = Agent::start_with("hcl1_config_file", cores, &["-config-file", &file]);
+    let r = a.get("/v1/agent/services");
+    let v = r.ok().json();
+    assert_eq!(v["hclone1"]["Service"], "hclone", "{r:?}");
+    assert_eq!(v["hclone1"]["Port"], 7101, "{r:?}");
+    assert_eq!(v["hcltwo"]["Port"], 7102, "{r:?}");
+    assert_eq!(v["hcltwo"]["Tags"], serde_json::json!(["a", "b"]), "{r:?}");
+    let checks = agent_checks(&a);
+    assert_eq!(checks["hclone-ttl"]["ServiceID"], "hclone1", "{checks:?}");
+    assert_eq!(checks["hcltwo-ttl"]["ServiceID"], "hcltwo", "{checks:?}");
+    assert_eq!(
+        checks["hcltwo-ttl"]["Notes"], "two lines\nof notes\n",
+        "{checks:?}"
+    );
+}
 
 fn config_dir() -> TempDir {
     let dir = TempDir::new("confdir");
@@ -200,6 +254,12 @@ fn validate_good_and_bad_dirs() {
     hcl.write("x.hcl", "service {\n  name = \n");
     let out = cli_at("127.0.0.1:1", &["validate", &hcl.path()], b"");
     assert_eq!(out.code, Some(1), "invalid HCL: {out:?}");
+    // The error names the file, the line and the column (the value missing at the end).
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains("x.hcl: invalid HCL: At 3:1: expected a value"),
+        "{out:?}"
+    );
 }
 
 fn unknown_key_refuses_to_start(cores: usize) {
