@@ -22,9 +22,11 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use futures::executor::LocalPool;
 use futures::task::LocalSpawnExt;
-use muster_shards::command::{Command, KvOp, KvVerb};
+use muster_shards::catalog::{HealthCheck, Node};
+use muster_shards::command::{Command, KvOp, KvVerb, NodeRegistration};
 use muster_shards::coord::{self, Backend, Unavailable};
 use muster_shards::route::shard_for;
+use muster_shards::session::Session;
 use muster_shards::shard::Shard;
 use muster_shards::visibility::WriteEpoch;
 
@@ -200,6 +202,43 @@ fn set_all(nkeys: usize, v: &str) -> Command {
     Command::Txn((0..nkeys).map(|i| set(&key(i), v)).collect())
 }
 
+/// A transaction locking every key with session `s1`: after it, every key names `s1` as holder
+/// until the session is destroyed, which releases them all (on every shard) in one step.
+fn lock_all(nkeys: usize, v: &str) -> Command {
+    Command::Txn(
+        (0..nkeys)
+            .map(|i| KvOp {
+                verb: KvVerb::Lock,
+                session: "s1".to_string(),
+                ..set(&key(i), v)
+            })
+            .collect(),
+    )
+}
+
+fn node_and_session() -> Vec<Command> {
+    vec![
+        Command::RegisterNode(NodeRegistration {
+            node: Node {
+                node: "n1".to_string(),
+                address: "127.0.0.1".to_string(),
+                ..Node::default()
+            },
+            checks: vec![HealthCheck {
+                check_id: "serfHealth".to_string(),
+                status: "passing".to_string(),
+                ..HealthCheck::default()
+            }],
+        }),
+        Command::SessionCreate(Session {
+            id: "s1".to_string(),
+            node: "n1".to_string(),
+            node_checks: vec!["serfHealth".to_string()],
+            ..Session::default()
+        }),
+    ]
+}
+
 fn delete_all() -> Command {
     Command::Kv(KvOp {
         verb: KvVerb::DeleteTree,
@@ -211,8 +250,8 @@ fn delete_all() -> Command {
     })
 }
 
-/// What a reader saw: the set of distinct values under the prefix and how many keys.
-type Seen = (BTreeSet<Vec<u8>>, usize);
+/// What a reader saw: the distinct (value, lock holder) pairs under the prefix, and how many keys.
+type Seen = (BTreeSet<(Vec<u8>, String)>, usize);
 
 /// Runs the apply loop over `writes` and `readers` readers of `reads` reads each, with the
 /// scheduler taking pending calls in `chooser`'s order. Returns every read's observation.
@@ -244,7 +283,10 @@ fn run(
         sp.spawn_local(async move {
             for _ in 0..reads {
                 let (_, entries) = coord::kv_list(&b, PREFIX).await.expect("read");
-                let values: BTreeSet<Vec<u8>> = entries.iter().map(|e| e.value.to_vec()).collect();
+                let values: BTreeSet<(Vec<u8>, String)> = entries
+                    .iter()
+                    .map(|e| (e.value.to_vec(), e.session.clone()))
+                    .collect();
                 seen.borrow_mut().push((values, entries.len()));
             }
         })
@@ -266,7 +308,7 @@ fn run(
     out
 }
 
-/// A read is whole if all keys hold one value (one write's), or none exist (after the delete).
+/// A read is whole if all keys hold one value and holder (one write's), or none exist.
 fn torn(seen: &Seen, nkeys: usize) -> bool {
     let (values, count) = seen;
     !((values.len() == 1 && *count == nkeys) || *count == 0)
@@ -279,9 +321,14 @@ fn prepared(nshards: usize, nkeys: usize, naive: bool) -> SimShards {
     let b2 = b.clone();
     pool.spawner()
         .spawn_local(async move {
-            coord::apply_batch(&b2, vec![(1, 0, set_all(nkeys, "v0"))])
-                .await
-                .expect("setup");
+            let mut setup = node_and_session();
+            setup.push(set_all(nkeys, "v0"));
+            let entries = setup
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| (1 + i as u64, 0, c))
+                .collect();
+            coord::apply_batch(&b2, entries).await.expect("setup");
         })
         .unwrap();
     loop {
@@ -302,11 +349,16 @@ fn keys_span_shards(nshards: usize, nkeys: usize) {
     assert_eq!(owners.len(), nshards, "test keys must cover every shard");
 }
 
+/// The apply loop's log: each entry spans every shard (a transaction, a recursive delete, a
+/// session destroy releasing locks on every shard).
 fn writes() -> Vec<Command> {
     vec![
         set_all(8, "w1"),
+        lock_all(8, "w2"),
+        Command::SessionDestroy {
+            id: "s1".to_string(),
+        },
         delete_all(),
-        set_all(8, "w2"),
         set_all(8, "w3"),
     ]
 }
@@ -325,7 +377,7 @@ fn exhaustive(naive: bool) -> (u64, u64) {
             at: 0,
             seen: Vec::new(),
         };
-        let seen = run(&b, nkeys, writes()[..3].to_vec(), 2, 1, &mut ch);
+        let seen = run(&b, nkeys, writes()[1..4].to_vec(), 2, 1, &mut ch);
         orders += 1;
         torn_reads += seen.iter().filter(|s| torn(s, nkeys)).count() as u64;
         if naive && torn_reads > 0 {
@@ -403,4 +455,29 @@ fn sampled_orders_on_four_shards_show_no_torn_read() {
 fn sampled_orders_catch_torn_reads_without_the_rule() {
     let (reads, torn_reads, _) = sampled(4, true);
     assert!(torn_reads > 0, "none of {reads} naive reads torn");
+}
+
+/// The log above does what the checks assume: the lock takes every key, the destroy frees them.
+#[test]
+fn the_log_locks_and_releases_every_key() {
+    use muster_shards::local::LocalShards;
+    let b = LocalShards::new(4);
+    let mut log = node_and_session();
+    log.push(set_all(8, "v0"));
+    log.push(lock_all(8, "w2"));
+    let entries = log
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (1 + i as u64, 0, c))
+        .collect();
+    futures::executor::block_on(coord::apply_batch(&b, entries)).expect("apply");
+    let (_, held) = futures::executor::block_on(coord::kv_list(&b, PREFIX)).expect("read");
+    assert_eq!(held.len(), 8);
+    assert!(held
+        .iter()
+        .all(|e| e.session == "s1" && &e.value[..] == b"w2"));
+    let destroy = vec![(10, 0, writes().remove(2))];
+    futures::executor::block_on(coord::apply_batch(&b, destroy)).expect("destroy");
+    let (_, freed) = futures::executor::block_on(coord::kv_list(&b, PREFIX)).expect("read");
+    assert!(freed.iter().all(|e| e.session.is_empty()), "{freed:?}");
 }
