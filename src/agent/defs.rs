@@ -74,7 +74,7 @@ pub fn check_registration(
 /// The check's `Definition` as Consul reports it in check listings: the probe's fields, only
 /// those that are set, durations as Go duration strings.
 fn definition_json(def: &CheckDef, deregister_after: Option<Duration>) -> String {
-    use serde_json_lite::Field;
+    use definition::Field;
     let mut out: Vec<(&str, Field)> = Vec::new();
     let tls = |out: &mut Vec<(&str, Field)>, t: &TlsSettings| {
         if let Some(n) = &t.server_name {
@@ -172,7 +172,7 @@ fn definition_json(def: &CheckDef, deregister_after: Option<Duration>) -> String
     String::from_utf8(crate::http::encode::json(&map, false)).unwrap_or_else(|_| "{}".into())
 }
 
-mod serde_json_lite {
+mod definition {
     use std::collections::BTreeMap;
 
     #[derive(serde::Serialize)]

@@ -196,7 +196,7 @@ impl Agent {
             .collect()
     }
 
-    /// (script checks, TTL checks) as Consul counts them in `Stats.agent`.
+    /// How many script and TTL checks run here, as Consul counts them in `Stats.agent`.
     pub fn runner_counts(&self) -> (usize, usize) {
         let checks = self.checks.borrow();
         let kinds = checks

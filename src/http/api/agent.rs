@@ -141,7 +141,7 @@ struct SelfOut {
     #[serde(rename = "Config")]
     config: ConfigOut,
     #[serde(rename = "DebugConfig")]
-    debug_config: serde_json_like::Map,
+    debug_config: debug_config::Map,
     #[serde(rename = "Coord")]
     coord: CoordOut,
     #[serde(rename = "Member")]
@@ -156,7 +156,7 @@ struct SelfOut {
 
 /// `DebugConfig`: Consul prints its sanitized runtime configuration there, keyed by the
 /// runtime field names; Muster reports the fields it has, plus its own section.
-mod serde_json_like {
+mod debug_config {
     use std::collections::BTreeMap;
 
     use serde::Serialize;
@@ -174,7 +174,7 @@ mod serde_json_like {
     pub type Map = BTreeMap<String, Val>;
 }
 
-use serde_json_like::Val;
+use debug_config::Val;
 
 fn stats_section(pairs: Vec<(&'static str, String)>) -> BTreeMap<&'static str, String> {
     pairs.into_iter().collect()
@@ -365,7 +365,7 @@ async fn agent_self(cx: &Ctx) -> ApiResult<Response> {
         Val::Str(env!("CARGO_PKG_VERSION").to_string()),
     );
     muster.insert("Placement".to_string(), Val::Map(placement));
-    let debug: serde_json_like::Map = [
+    let debug: debug_config::Map = [
         ("Datacenter", Val::Str(s.datacenter.clone())),
         ("PrimaryDatacenter", Val::Str(s.datacenter.clone())),
         ("NodeName", Val::Str(s.node_name.clone())),
