@@ -3,11 +3,12 @@
 //! local state (a partial sync after every local change, a full sync at start and periodically).
 //!
 //! It lives on the HTTP executor, where the agent endpoints run, so they reach it without a hop.
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use futures::channel::oneshot;
 use muster_shards::catalog::{HealthCheck, Node, Registration, Service};
 use muster_shards::command::{Command, CommandResult};
 use muster_shards::coord::owner_of;
@@ -20,8 +21,9 @@ use crate::runtime::raftcore;
 
 /// How often the full anti-entropy sync runs (Consul: about a minute on small clusters).
 const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(60);
-/// How soon a failed sync is tried again.
-const SYNC_RETRY: Duration = Duration::from_millis(200);
+/// How soon a sync that failed for a reason other than a missing leader is tried again (a
+/// missing leader is waited out on the leadership event instead).
+const SYNC_RETRY: Duration = Duration::from_secs(1);
 /// How often services with a long-critical check are considered for reaping.
 const REAP_INTERVAL: Duration = Duration::from_secs(5);
 /// Consul's floor for `DeregisterCriticalServiceAfter`.
@@ -81,6 +83,9 @@ pub enum AgentError {
     Check(#[from] checks::CheckError),
     #[error("{0}")]
     Invalid(String),
+    /// A check names a service this agent does not have (Consul answers 404).
+    #[error("ServiceID {0:?} does not exist")]
+    NoSuchService(String),
 }
 
 pub struct Agent {
@@ -88,8 +93,16 @@ pub struct Agent {
     checks: RefCell<BTreeMap<String, LocalCheck>>,
     runners: Checks,
     /// Bumped on every local change; a sync that started at an older generation runs again.
-    generation: RefCell<u64>,
-    syncing: RefCell<bool>,
+    generation: Cell<u64>,
+    syncing: Cell<bool>,
+    /// The newest generation a finished sync attempt (successful or not) started from.
+    attempted: Cell<u64>,
+    /// API calls waiting, as Consul's `syncChanges` does, for an attempt covering their change.
+    waiters: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
+    /// Bumped whenever the raft core pushes a new leadership view to this executor.
+    view_seq: Cell<u64>,
+    /// A sync deferred for want of a leader, waiting for the next view.
+    view_waiters: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
 thread_local! {
@@ -113,8 +126,12 @@ pub fn start() -> Rc<Agent> {
         services: RefCell::default(),
         checks: RefCell::default(),
         runners: Checks::new(notify, Some(tq)),
-        generation: RefCell::new(0),
-        syncing: RefCell::new(false),
+        generation: Cell::new(0),
+        syncing: Cell::new(false),
+        attempted: Cell::new(0),
+        waiters: RefCell::default(),
+        view_seq: Cell::new(0),
+        view_waiters: RefCell::default(),
     });
     AGENT.with(|x| *x.borrow_mut() = Some(a.clone()));
     glommio::spawn_local_into(
@@ -142,6 +159,18 @@ pub fn start() -> Rc<Agent> {
     a
 }
 
+/// The raft core pushed a new leadership view to this executor: a sync that waits for a leader
+/// goes on now. A no-op on executors without the agent.
+pub fn view_changed() {
+    let Some(a) = AGENT.with(|a| a.borrow().clone()) else {
+        return;
+    };
+    a.view_seq.set(a.view_seq.get() + 1);
+    for tx in a.view_waiters.borrow_mut().drain(..) {
+        let _ = tx.send(());
+    }
+}
+
 fn node_name() -> String {
     core().settings.node_name.clone()
 }
@@ -167,6 +196,19 @@ impl Agent {
             .collect()
     }
 
+    /// How many script and TTL checks run here, as Consul counts them in `Stats.agent`.
+    pub fn runner_counts(&self) -> (usize, usize) {
+        let checks = self.checks.borrow();
+        let kinds = checks
+            .values()
+            .filter_map(|c| c.def.as_ref().map(|d| &d.kind));
+        kinds.fold((0, 0), |(m, t), k| match k {
+            CheckKind::Ttl { .. } => (m, t + 1),
+            k if k.is_script() => (m + 1, t),
+            _ => (m, t),
+        })
+    }
+
     /// Checks that apply to a service: its own and the node's.
     pub fn service_checks(&self, id: &str) -> Vec<HealthCheck> {
         self.checks
@@ -178,8 +220,95 @@ impl Agent {
     }
 
     fn touch(&self) {
-        *self.generation.borrow_mut() += 1;
+        self.refresh_aliases();
+        self.generation.set(self.generation.get() + 1);
         self.sync_soon();
+    }
+
+    /// Alias checks whose target is this agent (its node, or one of its services) follow the
+    /// checks they mirror on every local change, as Consul's alias check does for local
+    /// targets.
+    fn refresh_aliases(&self) {
+        let me = node_name();
+        let services: BTreeSet<String> = self.services.borrow().keys().cloned().collect();
+        let snapshot = self.checks();
+        let inputs: Vec<checks::AliasInput<'_>> = snapshot
+            .iter()
+            .map(|h| checks::AliasInput {
+                node: &me,
+                service_id: &h.service_id,
+                check_id: &h.check_id,
+                name: &h.name,
+                status: Status::parse(&h.status).unwrap_or(Status::Critical),
+                output: &h.output,
+            })
+            .collect();
+        let mut local = self.checks.borrow_mut();
+        for c in local.values_mut() {
+            let Some(CheckKind::Alias { node, service_id }) = c.def.as_ref().map(|d| &d.kind)
+            else {
+                continue;
+            };
+            let node = node.as_deref().unwrap_or("");
+            if !node.is_empty() && !node.eq_ignore_ascii_case(&me) {
+                continue;
+            }
+            let service = service_id.as_deref().unwrap_or("");
+            let (status, output) = checks::alias_result(
+                node,
+                service,
+                &c.check.check_id,
+                &inputs,
+                services.contains(service),
+            );
+            if c.check.status != status.as_str() || c.check.output != output {
+                if c.check.status != status.as_str() {
+                    c.critical_since = (status == Status::Critical).then(Instant::now);
+                }
+                c.check.status = status.as_str().to_string();
+                c.check.output = output;
+            }
+        }
+    }
+
+    /// Waits until a sync attempt that includes every local change made so far has finished,
+    /// as Consul's agent endpoints do before answering: a registration is in the catalog when
+    /// the call returns. A failed attempt (no leader yet) releases the caller too; anti-entropy
+    /// keeps trying, and the call has still succeeded locally (Consul only logs the failure).
+    pub async fn sync_changes(&self) {
+        let wanted = self.generation.get();
+        if self.attempted.get() >= wanted {
+            return;
+        }
+        self.sync_soon();
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().push((wanted, tx));
+        let _ = rx.await;
+    }
+
+    /// Records a finished attempt that started at `generation` and releases its waiters.
+    fn attempt_done(&self, generation: u64) {
+        if generation > self.attempted.get() {
+            self.attempted.set(generation);
+        }
+        let done = self.attempted.get();
+        let pending = std::mem::take(&mut *self.waiters.borrow_mut());
+        let (ready, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(g, _)| *g <= done);
+        *self.waiters.borrow_mut() = rest;
+        for (_, tx) in ready {
+            // The caller may be gone (client disconnected); nothing to tell then.
+            let _ = tx.send(());
+        }
+    }
+
+    /// Resolves once the leadership view has changed since `seen`.
+    async fn next_view(&self, seen: u64) {
+        if self.view_seq.get() != seen {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.view_waiters.borrow_mut().push(tx);
+        let _ = rx.await;
     }
 
     /// Adds or replaces a service and its checks. With `replace_checks`, the service's other
@@ -250,10 +379,7 @@ impl Agent {
         if !c.check.service_id.is_empty() {
             let services = self.services.borrow();
             let Some(s) = services.get(&c.check.service_id) else {
-                return Err(AgentError::Invalid(format!(
-                    "ServiceID {:?} does not exist",
-                    c.check.service_id
-                )));
+                return Err(AgentError::NoSuchService(c.check.service_id.clone()));
             };
             c.check.service_name = s.service.service.clone();
             c.check.service_tags = s.service.tags.clone();
@@ -269,7 +395,11 @@ impl Agent {
         if check.status.is_empty() {
             check.status = "critical".into();
         }
-        if let Some(def) = &c.def {
+        if let Some(def) = c
+            .def
+            .as_ref()
+            .filter(|d| !matches!(d.kind, CheckKind::Alias { .. }))
+        {
             check.check_type = def.kind.type_name().to_string();
             let mut def = def.clone();
             def.id = check.check_id.clone();
@@ -482,27 +612,38 @@ impl Agent {
 
     /// Schedules a sync; coalesces requests made while one is running.
     pub fn sync_soon(&self) {
-        if *self.syncing.borrow() {
+        if self.syncing.get() {
             return;
         }
-        *self.syncing.borrow_mut() = true;
+        self.syncing.set(true);
         glommio::spawn_local_into(
             async {
                 let a = agent();
                 loop {
-                    let generation = *a.generation.borrow();
-                    if let Err(e) = a.sync().await {
-                        // Retried until it succeeds: a change must not wait for the next full
-                        // sync (e.g. config services loaded before the node is registered).
-                        log::debug!("anti-entropy sync deferred: {e}");
-                        glommio::timer::sleep(SYNC_RETRY).await;
-                        continue;
+                    let generation = a.generation.get();
+                    let view = a.view_seq.get();
+                    let r = a.sync().await;
+                    a.attempt_done(generation);
+                    match r {
+                        Ok(()) => {}
+                        Err(crate::http::error::ApiError::NoLeader) => {
+                            // Nothing can be written before a leader exists; the raft core
+                            // announces one (after registering this node) with a new view.
+                            log::debug!("anti-entropy sync deferred: no cluster leader");
+                            a.next_view(view).await;
+                            continue;
+                        }
+                        Err(e) => {
+                            log::warn!("anti-entropy sync failed: {e}");
+                            glommio::timer::sleep(SYNC_RETRY).await;
+                            continue;
+                        }
                     }
-                    if *a.generation.borrow() == generation {
+                    if a.generation.get() == generation {
                         break;
                     }
                 }
-                *a.syncing.borrow_mut() = false;
+                a.syncing.set(false);
             },
             core().queues.background,
         )
@@ -528,17 +669,25 @@ impl Agent {
                 )
             })
             .await?;
-        let Some(me) = remote_node else {
-            // The leader registers this node (with serfHealth); until then there is nothing to
-            // attach services to, so the sync is retried.
-            return Err(crate::http::error::ApiError::Internal(
-                "this node is not registered in the catalog yet".into(),
-            ));
-        };
-        let me = Node {
-            create_index: 0,
-            modify_index: 0,
-            ..me
+        let mut writes = Vec::new();
+        let me = match remote_node {
+            Some(me) => Node {
+                create_index: 0,
+                modify_index: 0,
+                ..me
+            },
+            None => {
+                // As Consul's agent does: it registers its own node when the catalog lacks it
+                // (the leader adds serfHealth to it).
+                let me = raftcore::self_node();
+                writes.push(Command::Register(Box::new(Registration {
+                    node: me.clone(),
+                    skip_node_update: false,
+                    service: None,
+                    checks: Vec::new(),
+                })));
+                me
+            }
         };
         let local_services = self.services();
         let local_checks = self.checks();
@@ -550,7 +699,6 @@ impl Agent {
             .into_iter()
             .map(|c| (c.check_id.clone(), c))
             .collect();
-        let mut writes = Vec::new();
         for s in &local_services {
             let checks: Vec<HealthCheck> = local_checks
                 .iter()

@@ -732,7 +732,15 @@ impl Builder {
         }
         self.resolve_node_id(p.node_id, mode);
 
-        // Modes.
+        // Modes, in Consul's order: `bootstrap_expect = 1` becomes bootstrap mode first (so
+        // `-dev -bootstrap-expect 1` is accepted), then the remaining combinations are checked.
+        if self.cfg.bootstrap_expect == 1 {
+            self.cfg.bootstrap_expect = 0;
+            self.cfg.bootstrap = true;
+            self.warn(
+                "BootstrapExpect is set to 1; this is the same as Bootstrap mode.".to_owned(),
+            );
+        }
         if self.cfg.bootstrap && !self.cfg.server {
             fin(
                 &mut self,
@@ -752,7 +760,7 @@ impl Builder {
                 fin(
                     &mut self,
                     "bootstrap_expect",
-                    "'bootstrap_expect > 0' is not allowed in dev mode".to_owned(),
+                    "'bootstrap_expect > 0' not allowed in dev mode".to_owned(),
                 );
             } else if self.cfg.bootstrap {
                 fin(
@@ -761,16 +769,21 @@ impl Builder {
                     "'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive"
                         .to_owned(),
                 );
-            } else if self.cfg.bootstrap_expect == 1 {
-                self.warn("bootstrap_expect = 1: this is the same as bootstrap mode.".to_owned());
-                self.cfg.bootstrap = true;
+            } else if self.cfg.bootstrap_expect == 2 {
+                self.warn(
+                    "bootstrap_expect = 2: A cluster with 2 servers will provide no failure \
+                     tolerance."
+                        .to_owned(),
+                );
             } else if self.cfg.bootstrap_expect.is_multiple_of(2) {
-                self.warn(format!(
-                    "bootstrap_expect = {}: an even number of servers is not recommended \
-                     (a quorum tolerates no more failures than with one server fewer).",
-                    self.cfg.bootstrap_expect
-                ));
+                self.warn(
+                    "bootstrap_expect is even number: A cluster with an even number of servers \
+                     does not achieve optimum fault tolerance."
+                        .to_owned(),
+                );
             }
+        } else if self.cfg.server && self.cfg.bootstrap {
+            self.warn("bootstrap = true: do not enable unless necessary".to_owned());
         }
         if self.cfg.read_replica && !self.cfg.server {
             fin(

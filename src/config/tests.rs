@@ -594,6 +594,52 @@ fn validate_needs_no_data_dir() {
 }
 
 #[test]
+fn bootstrap_expect_one_is_bootstrap_mode_before_the_checks() {
+    // Consul turns `bootstrap_expect = 1` into bootstrap mode first, so dev mode (which sets
+    // bootstrap) and an explicit `bootstrap = true` both accept it.
+    let s = Scratch::new();
+    for extra in [
+        AgentArgs {
+            dev: Some(true),
+            ..base_args(&s)
+        },
+        AgentArgs {
+            server: Some(true),
+            bootstrap: Some(true),
+            ..base_args(&s)
+        },
+    ] {
+        let c = Config::load(&AgentArgs {
+            bootstrap_expect: Some(1),
+            ..extra
+        })
+        .unwrap();
+        assert!(c.bootstrap);
+        assert_eq!(c.bootstrap_expect, 0);
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w == "BootstrapExpect is set to 1; this is the same as Bootstrap mode."));
+    }
+    let e = Config::load(&AgentArgs {
+        dev: Some(true),
+        bootstrap_expect: Some(3),
+        ..base_args(&s)
+    })
+    .unwrap_err();
+    assert!(issue_with_key(&e, "bootstrap_expect")
+        .message
+        .contains("'bootstrap_expect > 0' not allowed in dev mode"));
+    // Without `server`, the converted flag is refused as bootstrap mode is.
+    let e = Config::load(&AgentArgs {
+        bootstrap_expect: Some(1),
+        ..base_args(&s)
+    })
+    .unwrap_err();
+    issue_with_key(&e, "bootstrap");
+}
+
+#[test]
 fn mode_conflicts() {
     let s = Scratch::new();
     let e = Config::load(&AgentArgs {

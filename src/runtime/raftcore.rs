@@ -421,12 +421,16 @@ async fn publish_view() {
         let v = v.clone();
         c.mesh.call(e, move || async move {
             *core().raft_view.borrow_mut() = v;
+            // Anti-entropy deferred for want of a leader resumes on this event.
+            crate::agent::view_changed();
         })
     });
     join_all(calls).await;
 }
 
-async fn register_self() -> ApiResult<()> {
+/// This agent's node as it registers itself in the catalog (the leader's registration and the
+/// agent's anti-entropy use the same record).
+pub fn self_node() -> Node {
     let s = core().settings.clone();
     let addr = s.advertise_addr.to_string();
     let tagged = [
@@ -438,24 +442,29 @@ async fn register_self() -> ApiResult<()> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.clone()))
     .collect();
+    Node {
+        id: s.node_id.clone(),
+        node: s.node_name.clone(),
+        address: addr,
+        datacenter: s.datacenter.clone(),
+        tagged_addresses: tagged,
+        meta: [
+            ("consul-network-segment".to_string(), String::new()),
+            (
+                "consul-version".to_string(),
+                super::CONSUL_COMPAT_VERSION.to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        ..Node::default()
+    }
+}
+
+async fn register_self() -> ApiResult<()> {
+    let s = core().settings.clone();
     let reg = NodeRegistration {
-        node: Node {
-            id: s.node_id.clone(),
-            node: s.node_name.clone(),
-            address: addr,
-            datacenter: s.datacenter.clone(),
-            tagged_addresses: tagged,
-            meta: [
-                ("consul-network-segment".to_string(), String::new()),
-                (
-                    "consul-version".to_string(),
-                    super::CONSUL_COMPAT_VERSION.to_string(),
-                ),
-            ]
-            .into_iter()
-            .collect(),
-            ..Node::default()
-        },
+        node: self_node(),
         checks: vec![HealthCheck {
             node: s.node_name.clone(),
             check_id: crate::http::api::SERF_CHECK_ID.to_string(),
@@ -569,6 +578,11 @@ pub async fn ensure_linearizable() -> ApiResult<()> {
             .map_err(|_| ApiError::NoLeader)
     })
     .await
+}
+
+/// Raft progress, for `/v1/agent/self`.
+pub async fn stats() -> ApiResult<crate::raft::RaftStats> {
+    on_raft(|n| async move { Ok(n.server.stats()) }).await
 }
 
 /// One raft server as `/v1/operator/raft/configuration` lists it.

@@ -78,13 +78,68 @@ fn agent_self(a: &Agent) {
         .unwrap_or_else(|| panic!("NodeID: {r:?}"));
     assert_eq!(id.len(), 36, "NodeID is a UUID: {id}");
     assert_eq!(v["Member"]["Name"], a.node.as_str(), "{r:?}");
-    let m = v
-        .get("Muster")
-        .unwrap_or_else(|| panic!("our own `Muster` key: {r:?}"));
-    let p = m
-        .get("Placement")
-        .unwrap_or_else(|| panic!("Muster.Placement: {r:?}"));
-    assert!(!p.is_null(), "Muster.Placement: {r:?}");
+    let keys: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("object: {r:?}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "Config",
+            "Coord",
+            "DebugConfig",
+            "Member",
+            "Meta",
+            "Stats",
+            "xDS"
+        ],
+        "exactly Consul's top-level keys: {r:?}"
+    );
+    let stats = v["Stats"]
+        .as_object()
+        .unwrap_or_else(|| panic!("Stats: {r:?}"));
+    for (section, fields) in stats {
+        for (k, val) in fields.as_object().expect("Stats sections are objects") {
+            assert!(val.is_string(), "Stats.{section}.{k} is a string: {r:?}");
+        }
+    }
+    let consul = &v["Stats"]["consul"];
+    for k in [
+        "leader",
+        "leader_addr",
+        "server",
+        "bootstrap",
+        "known_datacenters",
+    ] {
+        assert!(consul[k].is_string(), "Stats.consul.{k}: {r:?}");
+    }
+    assert_eq!(consul["server"], "true", "{r:?}");
+    assert_eq!(consul["leader"], "true", "a dev agent leads: {r:?}");
+    assert_eq!(consul["leader_addr"], leader(a).as_str(), "{r:?}");
+    assert_eq!(v["Stats"]["raft"]["state"], "Leader", "{r:?}");
+    assert_eq!(v["Stats"]["serf_lan"]["members"], "1", "{r:?}");
+    assert_eq!(v["Stats"]["build"]["version"], version, "{r:?}");
+    for k in ["os", "arch", "cpu_count"] {
+        assert!(
+            v["Stats"]["runtime"][k].is_string(),
+            "Stats.runtime.{k}: {r:?}"
+        );
+    }
+    let muster = &v["Stats"]["muster"];
+    assert_eq!(
+        muster["executors"],
+        a.cores.to_string().as_str(),
+        "Stats.muster.executors is the core count: {r:?}"
+    );
+    assert!(muster["version"].is_string(), "Stats.muster.version: {r:?}");
+    assert!(
+        !v["DebugConfig"]["Muster"]["Placement"].is_null(),
+        "DebugConfig.Muster.Placement: {r:?}"
+    );
 }
 
 fn agent_members(a: &Agent) {

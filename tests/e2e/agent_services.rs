@@ -248,7 +248,7 @@ fn register_lowercase_and_snake_case(a: &Agent) {
         &json!({
             "Name": "mixed",
             "Port": 1,
-            "Check": {"check_id": "mixed-ttl", "name": "m", "ttl": "60s", "deregister_critical_service_after": "90m"}
+            "Check": {"checkId": "mixed-ttl", "name": "m", "ttl": "60s", "deregister_critical_service_after": "90m"}
         }),
     );
     let r = a.get("/v1/agent/service/mixed");
@@ -259,7 +259,7 @@ fn register_lowercase_and_snake_case(a: &Agent) {
     );
     assert!(
         agent_checks(a).contains_key("mixed-ttl"),
-        "check_id is honoured"
+        "CheckID matches case-insensitively"
     );
 }
 
@@ -396,7 +396,7 @@ fn ttl_check_lifecycle(a: &Agent) {
     agent_register(a, &json!({"ID": "web1", "Name": "web", "Port": 80}));
     a.put_json(
         "/v1/agent/check/register",
-        &json!({"CheckID": "web-extra", "Name": "extra", "ServiceID": "web1", "TTL": "60s", "Status": "warning"}),
+        &json!({"ID": "web-extra", "Name": "extra", "ServiceID": "web1", "TTL": "60s", "Status": "warning"}),
     )
     .ok();
     let c = wait_check(a, "web-extra", "warning", Duration::from_secs(5));

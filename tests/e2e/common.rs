@@ -625,6 +625,31 @@ impl Agent {
     }
 
     fn try_start(node: &str, cores: usize, extra: &[&str]) -> Result<Agent, String> {
+        let agent = Self::spawn(node, cores, extra)?;
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(st) = agent.try_wait() {
+                return Err(format!(
+                    "exited early with {st}; log:\n{}",
+                    agent.log_tail()
+                ));
+            }
+            if agent.leader_ready() {
+                return Ok(agent);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no leader within {START_DEADLINE:?}; log:\n{}",
+                    agent.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Starts `muster agent -dev` on free ports without waiting for anything, for tests that
+    /// play a client's own start-up sequence.
+    pub fn spawn(node: &str, cores: usize, extra: &[&str]) -> Result<Agent, String> {
         let ports = free_ports();
         let seq = AGENT_SEQ.fetch_add(1, Ordering::Relaxed);
         let log = std::env::temp_dir().join(format!(
@@ -655,25 +680,7 @@ impl Agent {
             child: RefCell::new(Some(child)),
             log,
         };
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Some(st) = agent.try_wait() {
-                return Err(format!(
-                    "exited early with {st}; log:\n{}",
-                    agent.log_tail()
-                ));
-            }
-            if agent.leader_ready() {
-                return Ok(agent);
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "no leader within {START_DEADLINE:?}; log:\n{}",
-                    agent.log_tail()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        Ok(agent)
     }
 
     /// True once `/v1/status/leader` answers a non-empty JSON string. Transport errors
@@ -1090,7 +1097,7 @@ impl Drop for Server {
 
 /// True once `/v1/status/leader` answers a non-empty JSON string. Transport errors
 /// (not listening yet) count as "not yet".
-fn leader_ready(client: &Client) -> bool {
+pub fn leader_ready(client: &Client) -> bool {
     let url = client.url("/v1/status/leader");
     let Ok(mut r) = client.http.get(&url).call() else {
         return false;

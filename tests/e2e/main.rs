@@ -14,6 +14,7 @@ mod blocking;
 mod catalog;
 mod checks;
 mod cli;
+mod client_compat;
 mod config;
 mod dns;
 mod durable;

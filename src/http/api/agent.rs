@@ -94,107 +94,350 @@ struct ConfigOut {
     build_date: &'static str,
 }
 
+/// A Serf network coordinate; a lone agent keeps Vivaldi's initial one.
 #[derive(Serialize)]
-struct PlacementOut {
-    #[serde(rename = "Executors")]
-    executors: usize,
-    #[serde(rename = "CPUs")]
-    cpus: Vec<usize>,
-    #[serde(rename = "Roles")]
-    roles: BTreeMap<&'static str, usize>,
-    #[serde(rename = "Shards")]
-    shards: Vec<usize>,
+#[serde(rename_all = "PascalCase")]
+struct CoordOut {
+    vec: [f64; 8],
+    error: f64,
+    adjustment: f64,
+    height: f64,
+}
+
+impl Default for CoordOut {
+    fn default() -> Self {
+        CoordOut {
+            vec: [0.0; 8],
+            error: 1.5,
+            adjustment: 0.0,
+            height: 1e-5,
+        }
+    }
 }
 
 #[derive(Serialize)]
-struct MusterOut {
-    #[serde(rename = "Version")]
-    version: &'static str,
-    #[serde(rename = "Placement")]
-    placement: PlacementOut,
+struct GrpcPortsOut {
+    #[serde(rename = "Plaintext")]
+    plaintext: i64,
+    #[serde(rename = "TLS")]
+    tls: i64,
 }
 
+#[derive(Serialize)]
+struct XdsOut {
+    /// Empty: Muster serves no xDS, so it vouches for no proxy version.
+    #[serde(rename = "SupportedProxies")]
+    supported_proxies: BTreeMap<String, Vec<String>>,
+    #[serde(rename = "Port")]
+    port: i64,
+    #[serde(rename = "Ports")]
+    ports: GrpcPortsOut,
+}
+
+/// Exactly Consul's top-level keys: clients compare the set. Muster's own facts are under
+/// `Stats.muster` and `DebugConfig.Muster`.
 #[derive(Serialize)]
 struct SelfOut {
     #[serde(rename = "Config")]
     config: ConfigOut,
+    #[serde(rename = "DebugConfig")]
+    debug_config: debug_config::Map,
+    #[serde(rename = "Coord")]
+    coord: CoordOut,
     #[serde(rename = "Member")]
     member: MemberOut,
-    #[serde(rename = "Meta")]
-    meta: BTreeMap<String, String>,
     #[serde(rename = "Stats")]
     stats: BTreeMap<&'static str, BTreeMap<&'static str, String>>,
-    #[serde(rename = "Muster")]
-    muster: MusterOut,
+    #[serde(rename = "Meta")]
+    meta: BTreeMap<String, String>,
+    #[serde(rename = "xDS")]
+    xds: XdsOut,
 }
 
-fn agent_self(cx: &Ctx) -> Response {
+/// `DebugConfig`: Consul prints its sanitized runtime configuration there, keyed by the
+/// runtime field names; Muster reports the fields it has, plus its own section.
+mod debug_config {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    pub enum Val {
+        Bool(bool),
+        Int(i64),
+        Str(String),
+        List(Vec<String>),
+        Map(BTreeMap<String, Val>),
+    }
+
+    pub type Map = BTreeMap<String, Val>;
+}
+
+use debug_config::Val;
+
+fn stats_section(pairs: Vec<(&'static str, String)>) -> BTreeMap<&'static str, String> {
+    pairs.into_iter().collect()
+}
+
+async fn agent_self(cx: &Ctx) -> ApiResult<Response> {
     let c = core();
     let s = &c.settings;
     let p = &c.placement;
     let view = c.raft_view.borrow().clone();
-    let mut roles = BTreeMap::new();
-    for r in crate::runtime::placement::Role::ALL {
-        roles.insert(r.name(), p.executor_of(r));
-    }
+    let raft = crate::runtime::raftcore::stats().await.ok();
+    let a = agent();
+    let (n_services, n_checks) = (a.services().len(), a.checks().len());
+    let (monitors, ttls) = a.runner_counts();
+    let b = |v: bool| v.to_string();
     let mut stats = BTreeMap::new();
     stats.insert(
         "agent",
-        BTreeMap::from([
-            ("check_monitors", "0".to_string()),
-            ("check_ttls", "0".to_string()),
+        stats_section(vec![
+            ("check_monitors", monitors.to_string()),
+            ("check_ttls", ttls.to_string()),
+            ("services", n_services.to_string()),
+            ("checks", n_checks.to_string()),
         ]),
     );
     stats.insert(
-        "raft",
-        BTreeMap::from([
-            (
-                "state",
-                if view.is_leader { "Leader" } else { "Follower" }.to_string(),
-            ),
-            ("term", view.term.to_string()),
+        "build",
+        stats_section(vec![
+            ("revision", String::new()),
+            ("version", CONSUL_COMPAT_VERSION.to_string()),
+            ("version_metadata", String::new()),
+            ("prerelease", String::new()),
         ]),
     );
+    if s.server {
+        stats.insert(
+            "consul",
+            stats_section(vec![
+                ("server", b(true)),
+                ("leader", b(view.is_leader)),
+                ("leader_addr", view.leader_addr.clone()),
+                ("bootstrap", b(s.bootstrap)),
+                ("known_datacenters", "1".to_string()),
+                ("acl", "disabled".to_string()),
+            ]),
+        );
+    } else {
+        stats.insert(
+            "consul",
+            stats_section(vec![
+                ("server", b(false)),
+                (
+                    "known_servers",
+                    usize::from(view.known_leader()).to_string(),
+                ),
+            ]),
+        );
+    }
+    let (num_peers, latest_configuration) = match crate::runtime::raftcore::servers().await {
+        Ok(servers) => {
+            let conf: Vec<String> = servers
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{{Suffrage:{} ID:{} Address:{}}}",
+                        if v.voter { "Voter" } else { "Nonvoter" },
+                        v.id,
+                        v.address
+                    )
+                })
+                .collect();
+            (
+                servers.len().saturating_sub(1),
+                format!("[{}]", conf.join(" ")),
+            )
+        }
+        Err(_) => (0, "[]".to_string()),
+    };
+    if let Some(r) = &raft {
+        let last_contact = if view.is_leader {
+            "0".to_string()
+        } else if view.known_leader() {
+            format!("{}ms", view.last_contact_ms)
+        } else {
+            "never".to_string()
+        };
+        stats.insert(
+            "raft",
+            stats_section(vec![
+                ("state", r.state.to_string()),
+                ("term", r.term.to_string()),
+                ("last_log_index", r.last_log_index.to_string()),
+                ("last_log_term", r.term.to_string()),
+                ("commit_index", r.commit_index.to_string()),
+                ("applied_index", r.applied_index.to_string()),
+                ("fsm_pending", "0".to_string()),
+                ("last_snapshot_index", r.last_snapshot_index.to_string()),
+                ("last_snapshot_term", "0".to_string()),
+                ("protocol_version", "3".to_string()),
+                ("protocol_version_min", "0".to_string()),
+                ("protocol_version_max", "3".to_string()),
+                ("snapshot_version_min", "0".to_string()),
+                ("snapshot_version_max", "1".to_string()),
+                ("latest_configuration_index", "0".to_string()),
+                ("latest_configuration", latest_configuration),
+                ("last_contact", last_contact),
+                ("num_peers", num_peers.to_string()),
+            ]),
+        );
+    }
+    let serf = || {
+        stats_section(vec![
+            ("members", "1".to_string()),
+            ("failed", "0".to_string()),
+            ("left", "0".to_string()),
+            ("health_score", "0".to_string()),
+            ("member_time", "1".to_string()),
+            ("event_time", "1".to_string()),
+            ("query_time", "1".to_string()),
+            ("intent_queue", "0".to_string()),
+            ("event_queue", "0".to_string()),
+            ("query_queue", "0".to_string()),
+            ("encrypted", b(false)),
+            ("coordinate_resets", "0".to_string()),
+        ])
+    };
+    stats.insert("serf_lan", serf());
+    if s.server {
+        stats.insert("serf_wan", serf());
+    }
     stats.insert(
         "runtime",
-        BTreeMap::from([
+        stats_section(vec![
             ("arch", std::env::consts::ARCH.to_string()),
             ("os", std::env::consts::OS.to_string()),
-            ("cpu_count", p.executors.to_string()),
+            ("version", format!("muster{}", env!("CARGO_PKG_VERSION"))),
+            ("max_procs", p.executors.to_string()),
+            ("goroutines", "0".to_string()),
+            (
+                "cpu_count",
+                std::thread::available_parallelism()
+                    .map_or(p.executors, usize::from)
+                    .to_string(),
+            ),
         ]),
     );
+    let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let roles: Vec<String> = crate::runtime::placement::Role::ALL
+        .iter()
+        .map(|r| format!("{}={}", r.name(), p.executor_of(*r)))
+        .collect();
+    stats.insert(
+        "muster",
+        stats_section(vec![
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("executors", p.executors.to_string()),
+            ("cpus", list(&p.cpus)),
+            ("roles", roles.join(",")),
+            ("shards", list(&p.shards)),
+        ]),
+    );
+    let cfg = c.config.borrow().clone();
+    let port = |p: Option<u16>| p.map_or(-1, i64::from);
+    let grpc = cfg.ports.grpc.map_or(-1, i64::from);
+    let addrs = |v: &[std::net::IpAddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let mut placement = BTreeMap::new();
+    placement.insert("Executors".to_string(), Val::Int(p.executors as i64));
+    placement.insert(
+        "CPUs".to_string(),
+        Val::List(p.cpus.iter().map(usize::to_string).collect()),
+    );
+    placement.insert(
+        "Roles".to_string(),
+        Val::Map(
+            crate::runtime::placement::Role::ALL
+                .iter()
+                .map(|r| (r.name().to_string(), Val::Int(p.executor_of(*r) as i64)))
+                .collect(),
+        ),
+    );
+    placement.insert(
+        "Shards".to_string(),
+        Val::List(p.shards.iter().map(usize::to_string).collect()),
+    );
+    let mut muster = BTreeMap::new();
+    muster.insert(
+        "Version".to_string(),
+        Val::Str(env!("CARGO_PKG_VERSION").to_string()),
+    );
+    muster.insert("Placement".to_string(), Val::Map(placement));
+    let debug: debug_config::Map = [
+        ("Datacenter", Val::Str(s.datacenter.clone())),
+        ("PrimaryDatacenter", Val::Str(s.datacenter.clone())),
+        ("NodeName", Val::Str(s.node_name.clone())),
+        ("NodeID", Val::Str(s.node_id.clone())),
+        ("ServerMode", Val::Bool(s.server)),
+        ("Bootstrap", Val::Bool(s.bootstrap)),
+        ("BootstrapExpect", Val::Int(i64::from(cfg.bootstrap_expect))),
+        ("DevMode", Val::Bool(s.dev)),
+        (
+            "DataDir",
+            Val::Str(
+                s.data_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+            ),
+        ),
+        ("AdvertiseAddrLAN", Val::Str(s.advertise_addr.to_string())),
+        ("ClientAddrs", Val::List(addrs(&s.client_addrs))),
+        ("HTTPPort", Val::Int(port(s.http_port))),
+        ("DNSPort", Val::Int(port(s.dns_port))),
+        ("GRPCPort", Val::Int(grpc)),
+        ("SerfPortLAN", Val::Int(i64::from(s.serf_lan_port))),
+        ("SerfPortWAN", Val::Int(i64::from(s.serf_wan_port))),
+        ("ServerPort", Val::Int(i64::from(s.server_port))),
+        ("EnableScriptChecks", Val::Bool(s.enable_script_checks)),
+        (
+            "EnableLocalScriptChecks",
+            Val::Bool(s.enable_local_script_checks),
+        ),
+        ("Revision", Val::Str(String::new())),
+        ("Version", Val::Str(CONSUL_COMPAT_VERSION.to_string())),
+        ("Muster", Val::Map(muster)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     let out = SelfOut {
         config: ConfigOut {
             datacenter: s.datacenter.clone(),
             primary_datacenter: s.datacenter.clone(),
             node_name: s.node_name.clone(),
             node_id: s.node_id.clone(),
-            revision: "muster",
+            revision: "",
             server: s.server,
             version: CONSUL_COMPAT_VERSION,
             build_date: "",
         },
+        debug_config: debug,
+        coord: CoordOut::default(),
         member: local_member(s),
-        meta: BTreeMap::from([("consul-network-segment".to_string(), String::new())]),
         stats,
-        muster: MusterOut {
-            version: env!("CARGO_PKG_VERSION"),
-            placement: PlacementOut {
-                executors: p.executors,
-                cpus: p.cpus.clone(),
-                roles,
-                shards: p.shards.clone(),
+        meta: crate::runtime::raftcore::self_node().meta,
+        xds: XdsOut {
+            supported_proxies: BTreeMap::new(),
+            port: grpc,
+            ports: GrpcPortsOut {
+                plaintext: grpc,
+                tls: -1,
             },
         },
     };
-    json_response(200, &out, cx.opts.pretty)
+    Ok(json_response(200, &out, cx.opts.pretty))
 }
 
 impl From<crate::agent::AgentError> for ApiError {
     fn from(e: crate::agent::AgentError) -> ApiError {
         use crate::agent::AgentError as E;
         match e {
-            E::UnknownService(_) | E::UnknownCheck(_) => ApiError::NotFound(e.to_string()),
+            E::UnknownService(_) | E::UnknownCheck(_) | E::NoSuchService(_) => {
+                ApiError::NotFound(e.to_string())
+            }
             E::Invalid(t) => ApiError::BadRequest(t),
             E::Check(crate::checks::CheckError::UnknownCheck(_)) => {
                 ApiError::NotFound(e.to_string())
@@ -360,15 +603,18 @@ async fn agent_routes(cx: Ctx, tail: &str) -> ApiResult<Option<Response>> {
     if tail == "service/register" {
         allow(&cx, &[Method::Put])?;
         let v = body_value(&cx)?;
+        crate::agent::defs::service_body_fields(&v)?;
         let (svc, checks) = crate::agent::defs::service_registration(&v, false)?;
         let replace = cx.req.query.has("replace-existing-checks")
             && cx.req.query.get("replace-existing-checks") != Some("false");
         a.add_service(svc, checks, replace, Source::Api)?;
+        a.sync_changes().await;
         return ok();
     }
     if let Some(id) = tail.strip_prefix("service/deregister/") {
         allow(&cx, &[Method::Put])?;
         a.remove_service(id)?;
+        a.sync_changes().await;
         return ok();
     }
     if let Some(id) = tail.strip_prefix("service/maintenance/") {
@@ -376,6 +622,7 @@ async fn agent_routes(cx: Ctx, tail: &str) -> ApiResult<Option<Response>> {
         let enable = flag(&cx, "enable")?;
         let reason = cx.req.query.get("reason").unwrap_or("");
         a.service_maintenance(id, enable, reason)?;
+        a.sync_changes().await;
         return ok();
     }
     if let Some(id) = tail.strip_prefix("service/") {
@@ -402,13 +649,16 @@ async fn agent_routes(cx: Ctx, tail: &str) -> ApiResult<Option<Response>> {
     if tail == "check/register" {
         allow(&cx, &[Method::Put])?;
         let v = body_value(&cx)?;
+        crate::agent::defs::check_body_fields(&v)?;
         let c = crate::agent::defs::check_registration(&v, "", "", false)?;
         a.add_check(c, Source::Api)?;
+        a.sync_changes().await;
         return ok();
     }
     if let Some(id) = tail.strip_prefix("check/deregister/") {
         allow(&cx, &[Method::Put])?;
         a.remove_check(id)?;
+        a.sync_changes().await;
         return ok();
     }
     for (verb, status) in [
@@ -420,24 +670,28 @@ async fn agent_routes(cx: Ctx, tail: &str) -> ApiResult<Option<Response>> {
             allow(&cx, &[Method::Put])?;
             let note = cx.req.query.get("note").unwrap_or("").to_string();
             a.update_ttl(id, status, note)?;
+            a.sync_changes().await;
             return ok();
         }
     }
     if let Some(id) = tail.strip_prefix("check/update/") {
         allow(&cx, &[Method::Put])?;
         let v = body_value(&cx)?;
+        crate::agent::defs::known_fields(&v, "update", &[&["Status", "Output"]])?;
         let o = Obj::of(&v, "update")?;
         let status = o.str("Status")?.unwrap_or("");
         let status = Status::parse(status)
             .ok_or_else(|| ApiError::bad(format!("Invalid status {status:?}")))?;
         let output = o.str("Output")?.unwrap_or("").to_string();
         a.update_ttl(id, status, output)?;
+        a.sync_changes().await;
         return ok();
     }
     if tail == "maintenance" {
         allow(&cx, &[Method::Put])?;
         let enable = flag(&cx, "enable")?;
         a.node_maintenance(enable, cx.req.query.get("reason").unwrap_or(""));
+        a.sync_changes().await;
         return ok();
     }
     if let Some(name) = tail.strip_prefix("health/service/name/") {
@@ -465,7 +719,7 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
     match tail.as_str() {
         "self" => {
             allow(&cx, &[Method::Get])?;
-            Ok(agent_self(&cx))
+            agent_self(&cx).await
         }
         "members" => {
             allow(&cx, &[Method::Get])?;
