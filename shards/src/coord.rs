@@ -102,6 +102,10 @@ pub async fn apply<B: Backend>(
             service_id,
             check_id,
         } => deregister(b, idx, at_ms, node, service_id, check_id).await?,
+        Command::Config(op) => {
+            let owner = owner_of(&op.key(), n);
+            CommandResult::Bool(b.on_shard(owner, move |s| s.config_apply(idx, &op)).await?)
+        }
     })
 }
 

@@ -6,6 +6,7 @@
 //! shards it touches and merges scatter-gather reads.
 pub mod catalog;
 pub mod command;
+pub mod config_entry;
 pub mod coord;
 pub mod image;
 pub mod kv;
