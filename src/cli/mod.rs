@@ -12,6 +12,7 @@ pub mod join;
 pub mod kv;
 pub mod leave;
 pub mod logger;
+pub mod logtap;
 pub mod maint;
 pub mod members;
 pub mod operator;

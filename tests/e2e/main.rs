@@ -15,6 +15,7 @@ mod catalog;
 mod checks;
 mod cli;
 mod config;
+mod consul_compat;
 mod dns;
 mod durable;
 mod health;

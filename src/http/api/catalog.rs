@@ -30,7 +30,7 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
             allow(&cx, &[Method::Put])?;
             deregister(cx).await
         }
-        _ => {
+        "datacenters" | "nodes" | "services" | "service" | "node" | "node-services" => {
             allow(&cx, &[Method::Get])?;
             match verb {
                 "datacenters" => Ok(json_response(
@@ -46,9 +46,10 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
                 "service" | "node" | "node-services" => {
                     Err(ApiError::bad(format!("Missing {verb} name")))
                 }
-                _ => Err(ApiError::NotFound(format!("/v1/catalog/{tail}: not found"))),
+                _ => Err(ApiError::unknown_path()),
             }
         }
+        _ => Err(ApiError::unknown_path()),
     }
 }
 
