@@ -6,11 +6,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::common::Agent;
+use crate::common::{Agent, Client};
 
 per_core!(
     errors_like_consul,
@@ -19,6 +20,13 @@ per_core!(
     agent_host_version_token,
     operator_endpoints,
     snapshot_headers,
+    config_entries_crud_and_cas,
+    config_entries_validation,
+    config_entries_block,
+    config_entries_survive_snapshot_restore,
+    connect_and_ingress_reads,
+    gateway_services_and_discovery_chain,
+    ui_endpoints,
 );
 
 const WAKE_BOUND: Duration = Duration::from_secs(15);
@@ -62,6 +70,12 @@ fn errors_like_consul(a: &Agent) {
     assert_eq!(r.text(), "method DELETE not allowed", "{r:?}");
     assert_eq!(r.header("Allow"), Some("OPTIONS,GET"), "{r:?}");
     let r = a.get("/v1/session/create");
+    r.status(405);
+    assert_eq!(r.header("Allow"), Some("OPTIONS,PUT"), "{r:?}");
+    let r = a.put("/v1/config/service-defaults/x", "{}");
+    r.status(405);
+    assert_eq!(r.header("Allow"), Some("OPTIONS,GET,DELETE"), "{r:?}");
+    let r = a.get("/v1/config");
     r.status(405);
     assert_eq!(r.header("Allow"), Some("OPTIONS,PUT"), "{r:?}");
 
@@ -323,6 +337,317 @@ fn snapshot_headers(a: &Agent) {
     assert!(!r.body.is_empty());
 }
 
+fn entry(a: &Client, kind: &str, name: &str) -> crate::common::Resp {
+    a.get(&format!("/v1/config/{kind}/{name}"))
+}
+
+fn config_entries_crud_and_cas(a: &Agent) {
+    // Missing: 404 with Consul's text, and an index.
+    let r = entry(a, "service-defaults", "web");
+    r.status(404);
+    assert_eq!(
+        r.text(),
+        "Config entry not found for \"service-defaults\" / \"web\""
+    );
+    r.index();
+
+    // Create, with config-file key spellings.
+    let r = a.put(
+        "/v1/config",
+        r#"{"kind": "service-defaults", "name": "web", "protocol": "HTTP",
+            "mesh_gateway": {"mode": "local"}, "Meta": {"team_key": "a"}}"#,
+    );
+    assert!(r.bool(), "{r:?}");
+    let r = entry(a, "service-defaults", "web");
+    let e = r.ok().json();
+    let idx = r.index();
+    assert_eq!(e["Kind"], "service-defaults");
+    assert_eq!(e["Name"], "web");
+    assert_eq!(e["Protocol"], "http", "normalised: {e}");
+    assert_eq!(e["MeshGateway"]["Mode"], "local", "{e}");
+    assert_eq!(e["Meta"]["team_key"], "a", "user keys kept: {e}");
+    let created = e["CreateIndex"].as_u64().unwrap();
+    assert_eq!(e["ModifyIndex"].as_u64().unwrap(), created);
+    assert!(idx >= created);
+
+    // CAS: a stale index is refused and changes nothing; the current one wins.
+    let body = json!({"Kind": "service-defaults", "Name": "web", "Protocol": "grpc"});
+    assert!(!a
+        .put_json(&format!("/v1/config?cas={}", created + 1000), &body)
+        .bool());
+    assert!(
+        !a.put_json("/v1/config?cas=0", &body).bool(),
+        "cas=0 only creates"
+    );
+    assert_eq!(
+        entry(a, "service-defaults", "web").json()["Protocol"],
+        "http"
+    );
+    assert!(a
+        .put_json(&format!("/v1/config?cas={created}"), &body)
+        .bool());
+    let e = entry(a, "service-defaults", "web").ok().json();
+    assert_eq!(e["Protocol"], "grpc");
+    assert_eq!(e["CreateIndex"].as_u64().unwrap(), created);
+    let modified = e["ModifyIndex"].as_u64().unwrap();
+    assert!(modified > created);
+    assert!(a
+        .put_json(
+            "/v1/config?cas=0",
+            &json!({"Kind": "service-defaults", "Name": "api"})
+        )
+        .bool());
+
+    // proxy-defaults is always named "global"; mesh "mesh".
+    assert!(a
+        .put_json(
+            "/v1/config",
+            &json!({"Kind": "proxy-defaults", "Config": {"protocol": "http"}})
+        )
+        .bool());
+    assert_eq!(
+        entry(a, "proxy-defaults", "global").ok().json()["Config"]["protocol"],
+        "http"
+    );
+
+    // List by kind, in name order, with the table index.
+    let r = a.get("/v1/config/service-defaults");
+    let list = r.ok().json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api", "web"]);
+    assert!(r.index() >= modified);
+    assert_eq!(a.get("/v1/config/mesh").ok().json(), json!([]));
+    let r = a.get("/v1/config/nope");
+    r.status(500);
+    assert_eq!(r.text(), "invalid config entry kind: nope");
+
+    // Delete: CAS answers a boolean, a plain delete `{}`.
+    let r = a.delete(&format!("/v1/config/service-defaults/web?cas={created}"));
+    assert!(!r.bool(), "{r:?}");
+    entry(a, "service-defaults", "web").ok();
+    let r = a.delete(&format!("/v1/config/service-defaults/web?cas={modified}"));
+    assert!(r.bool(), "{r:?}");
+    entry(a, "service-defaults", "web").status(404);
+    let r = a.delete("/v1/config/service-defaults/api");
+    assert_eq!(r.ok().json(), json!({}));
+    assert_eq!(a.get("/v1/config/service-defaults").ok().json(), json!([]));
+    let r = a.delete("/v1/config/service-defaults");
+    r.status(404);
+    assert_eq!(r.text(), "Must provide both a kind and name to delete");
+    let r = a.delete("/v1/config/nope/x");
+    r.status(400);
+    assert_eq!(r.text(), "invalid config entry kind: nope");
+}
+
+fn config_entries_validation(a: &Agent) {
+    let cases: [(&str, u16, &str); 10] = [
+        (
+            r#"{"Name": "x", "Protocol": "tcp"}"#,
+            400,
+            "Request decoding failed: Payload does not contain a kind/Kind key at the top level",
+        ),
+        (
+            r#"{"Kind": 123, "Name": "x"}"#,
+            400,
+            "Request decoding failed: Kind value in payload is not a string",
+        ),
+        (
+            r#"{"Kind": "bogus", "Name": "x"}"#,
+            400,
+            "Request decoding failed: invalid config entry kind: bogus",
+        ),
+        (r#"{"Kind": "service-defaults"}"#, 500, "Name is required"),
+        (
+            r#"{"Kind": "proxy-defaults", "Name": "web"}"#,
+            500,
+            "invalid name (\"web\"), only \"global\" is supported",
+        ),
+        (
+            r#"{"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 90}]}"#,
+            500,
+            "the sum of all split weights must be 100, not 90.00",
+        ),
+        (
+            r#"{"Kind": "service-intentions", "Name": "db", "Sources": [{"Name": "web", "Action": "maybe"}]}"#,
+            500,
+            "Sources[0].Action must be set to 'allow' or 'deny'",
+        ),
+        (
+            r#"{"Kind": "ingress-gateway", "Name": "ig", "Listeners": [{"Port": 8080, "Protocol": "udp", "Services": [{"Name": "web"}]}]}"#,
+            500,
+            "protocol must be 'tcp', 'http', 'http2', or 'grpc'. 'udp' is an unsupported protocol",
+        ),
+        (
+            r#"{"Kind": "service-resolver", "Name": "web", "DefaultSubset": "v9", "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"}}}"#,
+            500,
+            "Bad DefaultSubset \"v9\": not a valid subset",
+        ),
+        (
+            r#"{"Kind": "jwt-provider", "Name": "okta"}"#,
+            500,
+            "JSONWebKeySet is required",
+        ),
+    ];
+    for (body, status, text) in cases {
+        let r = a.put("/v1/config", body);
+        r.status(status);
+        assert_eq!(r.text(), text, "{body}");
+    }
+    // None of them was written.
+    for kind in [
+        "service-defaults",
+        "proxy-defaults",
+        "service-splitter",
+        "jwt-provider",
+    ] {
+        assert_eq!(a.get(&format!("/v1/config/{kind}")).ok().json(), json!([]));
+    }
+    // Valid entries of the other kinds are accepted.
+    for body in [
+        json!({"Kind": "mesh", "TransparentProxy": {"MeshDestinationsOnly": true}}),
+        json!({"Kind": "service-router", "Name": "web",
+               "Routes": [{"Match": {"HTTP": {"PathPrefix": "/admin"}},
+                           "Destination": {"Service": "admin"}}]}),
+        json!({"Kind": "service-splitter", "Name": "web",
+               "Splits": [{"Weight": 90, "ServiceSubset": "v1"}, {"Weight": 10, "ServiceSubset": "v2"}]}),
+        json!({"Kind": "service-resolver", "Name": "web", "DefaultSubset": "v1",
+               "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"}}}),
+        json!({"Kind": "service-intentions", "Name": "db",
+               "Sources": [{"Name": "web", "Action": "allow"}]}),
+        json!({"Kind": "terminating-gateway", "Name": "tg", "Services": [{"Name": "legacy"}]}),
+        json!({"Kind": "exported-services", "Name": "default",
+               "Services": [{"Name": "web", "Consumers": [{"Peer": "other"}]}]}),
+        json!({"Kind": "sameness-group", "Name": "sg", "Members": [{"Peer": "other"}]}),
+        json!({"Kind": "jwt-provider", "Name": "okta",
+               "JSONWebKeySet": {"Remote": {"URI": "https://example.invalid/jwks"}}}),
+        json!({"Kind": "control-plane-request-limit", "Name": "global", "Mode": "permissive"}),
+        json!({"Kind": "api-gateway", "Name": "apigw",
+               "Listeners": [{"Name": "l1", "Port": 9090, "Protocol": "http"}]}),
+    ] {
+        let r = a.put_json("/v1/config", &body);
+        assert!(r.bool(), "{body}: {r:?}");
+    }
+    assert_eq!(
+        entry(a, "mesh", "mesh").ok().json()["TransparentProxy"]["MeshDestinationsOnly"],
+        true
+    );
+}
+
+/// Sum of the parked blocking queries over all shards (the server's own gauge).
+fn parked(a: &Agent) -> f64 {
+    let m = a.get("/v1/agent/metrics").ok().json();
+    m["Gauges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["Name"] == "muster.shard.blocking_waiters")
+        .filter_map(|g| g["Value"].as_f64())
+        .sum()
+}
+
+fn config_entries_block(a: &Agent) {
+    let r = a.get("/v1/config/service-defaults");
+    let idx = r.ok().index();
+    let base = parked(a);
+    let c = a.client();
+    let waiter = thread::spawn(move || {
+        let t = Instant::now();
+        let r = c.get(&format!("/v1/config/service-defaults?index={idx}&wait=30s"));
+        (r, t.elapsed())
+    });
+    assert_eventually!(parked(a) > base, WAKE_BOUND, "the list query parks");
+    assert!(a
+        .put_json(
+            "/v1/config",
+            &json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"})
+        )
+        .bool());
+    let (r, took) = waiter.join().expect("waiter");
+    assert!(took < WAKE_BOUND, "woken by the write: {took:?}");
+    assert!(r.ok().index() > idx, "{r:?}");
+    assert_eq!(r.json()[0]["Name"], "web");
+
+    // A single entry blocks too, and a delete wakes it.
+    let r = entry(a, "service-defaults", "web");
+    let idx = r.ok().index();
+    let base = parked(a);
+    let c = a.client();
+    let waiter = thread::spawn(move || {
+        c.get(&format!(
+            "/v1/config/service-defaults/web?index={idx}&wait=30s"
+        ))
+    });
+    assert_eventually!(parked(a) > base, WAKE_BOUND, "the entry query parks");
+    a.delete("/v1/config/service-defaults/web").ok();
+    let r = waiter.join().expect("waiter");
+    r.status(404);
+    assert!(r.index() > idx, "{r:?}");
+
+    // An index that is already passed answers at once.
+    let r = a.get("/v1/config/service-defaults?index=1&wait=30s");
+    assert!(r.ok().index() > 1);
+}
+
+fn config_entries_survive_snapshot_restore(a: &Agent) {
+    for (kind, name, extra) in [
+        ("service-defaults", "web", json!({"Protocol": "http"})),
+        ("service-resolver", "web", json!({"ConnectTimeout": "7s"})),
+        (
+            "proxy-defaults",
+            "global",
+            json!({"Config": {"protocol": "grpc"}}),
+        ),
+    ] {
+        let mut body = extra;
+        body["Kind"] = json!(kind);
+        body["Name"] = json!(name);
+        assert!(a.put_json("/v1/config", &body).bool());
+    }
+    let before = a.get("/v1/config/service-defaults/web").ok().json();
+    let snap = a.get("/v1/snapshot");
+    let file = snap.ok().body.clone();
+    a.delete("/v1/config/service-defaults/web").ok();
+    a.delete("/v1/config/service-resolver/web").ok();
+    assert!(a
+        .put_json(
+            "/v1/config",
+            &json!({"Kind": "service-defaults", "Name": "later"})
+        )
+        .bool());
+    let idx = a.get("/v1/config/service-defaults").ok().index();
+
+    a.put("/v1/snapshot", &file).ok();
+    let after = a.get("/v1/config/service-defaults/web").ok().json();
+    assert_eq!(after, before, "the entry comes back as it was");
+    assert_eq!(
+        a.get("/v1/config/service-resolver/web").ok().json()["ConnectTimeout"],
+        "7s"
+    );
+    a.get("/v1/config/service-defaults/later").status(404);
+    let r = a.get("/v1/config/service-defaults");
+    assert!(
+        r.ok().index() > idx,
+        "a restore moves the table index: {r:?}"
+    );
+
+    // The CLI's inspect counts them.
+    let dir = crate::common::TempDir::new("cfgsnap");
+    let path = dir.write("s.snap", "");
+    std::fs::write(&path, &file).unwrap();
+    let out = a.cli(&["snapshot", "inspect", path.to_str().unwrap()]);
+    out.success();
+    let count = out.stdout.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next() == Some("ConfigEntry")).then(|| w.next()?.parse::<u64>().ok())?
+    });
+    assert_eq!(count, Some(3), "inspect counts config entries: {out:?}");
+}
+
 /// Waits until the agent has registered its own node (anti-entropy), so that write does not
 /// move the catalog indexes under a blocking query of the test.
 fn settle(a: &Agent) {
@@ -339,4 +664,226 @@ fn settle(a: &Agent) {
         WAKE_BOUND,
         "the agent registers its node"
     );
+}
+
+fn register(a: &Agent, node: &str, svc: Value) {
+    a.put_json(
+        "/v1/catalog/register",
+        &json!({"Node": node, "Address": "10.0.1.20", "Service": svc,
+                "Check": {"CheckID": format!("{}-check", svc["ID"].as_str().unwrap()),
+                          "Name": "alive", "Status": "passing",
+                          "ServiceID": svc["ID"]}}),
+    )
+    .ok();
+}
+
+fn connect_and_ingress_reads(a: &Agent) {
+    settle(a);
+    register(
+        a,
+        "n1",
+        json!({"Service": "web", "ID": "web-1", "Port": 80}),
+    );
+    for path in [
+        "/v1/catalog/connect/web",
+        "/v1/health/connect/web",
+        "/v1/health/ingress/web",
+    ] {
+        let r = a.get(path);
+        assert_eq!(r.ok().json(), json!([]), "{path}");
+        r.index();
+    }
+
+    // A sidecar proxy appears in both connect reads; blocking on health/connect wakes for it.
+    let r = a.get("/v1/health/connect/web");
+    let idx = r.index();
+    let base = parked(a);
+    let c = a.client();
+    let waiter =
+        thread::spawn(move || c.get(&format!("/v1/health/connect/web?index={idx}&wait=30s")));
+    assert_eventually!(parked(a) > base, WAKE_BOUND, "health/connect parks");
+    register(
+        a,
+        "n1",
+        json!({"Service": "web-sidecar-proxy", "ID": "web-proxy", "Kind": "connect-proxy",
+               "Port": 21000, "Proxy": {"DestinationServiceName": "web"}}),
+    );
+    let r = waiter.join().expect("waiter");
+    assert!(r.ok().index() > idx, "{r:?}");
+    let rows = r.json();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["Service"]["ID"], "web-proxy");
+    assert_eq!(rows[0]["Service"]["Kind"], "connect-proxy");
+    assert_eq!(rows[0]["Checks"][0]["CheckID"], "web-proxy-check");
+    let rows = a.get("/v1/catalog/connect/web").ok().json();
+    assert_eq!(rows[0]["ServiceID"], "web-proxy", "{rows}");
+    assert_eq!(rows[0]["ServiceProxy"]["DestinationServiceName"], "web");
+    // A connect-native instance counts too; the plain instance never does.
+    register(
+        a,
+        "n2",
+        json!({"Service": "web", "ID": "web-native", "Port": 81, "Connect": {"Native": true}}),
+    );
+    let ids: Vec<String> = a
+        .get("/v1/catalog/connect/web")
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ServiceID"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["web-proxy", "web-native"]);
+
+    // ?peer= names no known peer: nothing is imported from it.
+    assert_eq!(
+        a.get("/v1/health/connect/web?peer=other").ok().json(),
+        json!([])
+    );
+
+    // Ingress: the gateway's instances once its config entry exposes the service.
+    register(
+        a,
+        "n3",
+        json!({"Service": "ig", "ID": "ig-1", "Kind": "ingress-gateway", "Port": 8080}),
+    );
+    assert_eq!(a.get("/v1/health/ingress/web").ok().json(), json!([]));
+    assert!(a
+        .put_json(
+            "/v1/config",
+            &json!({"Kind": "ingress-gateway", "Name": "ig",
+                    "Listeners": [{"Port": 8080, "Protocol": "http",
+                                   "Services": [{"Name": "web"}]}]})
+        )
+        .bool());
+    let rows = a.get("/v1/health/ingress/web").ok().json();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["Service"]["ID"], "ig-1");
+    assert_eq!(a.get("/v1/health/ingress/other").ok().json(), json!([]));
+}
+
+fn gateway_services_and_discovery_chain(a: &Agent) {
+    let r = a.get("/v1/catalog/gateway-services/tg");
+    assert_eq!(r.ok().json(), json!([]));
+    let idx = r.index();
+    assert!(a
+        .put_json(
+            "/v1/config",
+            &json!({"Kind": "terminating-gateway", "Name": "tg",
+                    "Services": [{"Name": "legacy", "CAFile": "/etc/ca.pem", "SNI": "legacy.local"},
+                                 {"Name": "billing"}]})
+        )
+        .bool());
+    let r = a.get("/v1/catalog/gateway-services/tg");
+    assert!(r.ok().index() > idx);
+    let rows = r.json();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    assert_eq!(rows[0]["Service"]["Name"], "billing");
+    assert_eq!(rows[1]["Service"]["Name"], "legacy");
+    assert_eq!(rows[1]["Gateway"]["Name"], "tg");
+    assert_eq!(rows[1]["GatewayKind"], "terminating-gateway");
+    assert_eq!(rows[1]["CAFile"], "/etc/ca.pem");
+    assert_eq!(rows[1]["SNI"], "legacy.local");
+
+    // The default chain of a service without config entries.
+    let r = a.get("/v1/discovery-chain/web");
+    let c = &r.ok().json()["Chain"];
+    r.index();
+    assert_eq!(c["ServiceName"], "web");
+    assert_eq!(c["Datacenter"], "dc1");
+    assert_eq!(c["Protocol"], "tcp");
+    assert_eq!(c["StartNode"], "resolver:web.default.default.dc1");
+    let node = &c["Nodes"]["resolver:web.default.default.dc1"];
+    assert_eq!(node["Type"], "resolver");
+    assert_eq!(node["Resolver"]["Default"], true);
+    assert_eq!(node["Resolver"]["ConnectTimeout"], "5s");
+    let t = &c["Targets"]["web.default.default.dc1"];
+    assert_eq!(t["Service"], "web");
+    assert!(t["SNI"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("web.default.dc1.internal.") && s.ends_with(".consul")));
+
+    // Config entries shape it: the protocol and the resolver's timeout.
+    assert!(a
+        .put_json(
+            "/v1/config",
+            &json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"})
+        )
+        .bool());
+    assert!(a
+        .put_json(
+            "/v1/config",
+            &json!({"Kind": "service-resolver", "Name": "web", "ConnectTimeout": "9s"})
+        )
+        .bool());
+    let c = &a.get("/v1/discovery-chain/web").ok().json()["Chain"];
+    assert_eq!(c["Protocol"], "http");
+    let node = &c["Nodes"]["resolver:web.default.default.dc1"];
+    assert_eq!(node["Resolver"]["ConnectTimeout"], "9s");
+    assert_eq!(node["Resolver"]["Default"], false);
+}
+
+fn ui_endpoints(a: &Agent) {
+    settle(a);
+    register(
+        a,
+        "ui-1",
+        json!({"Service": "web", "ID": "web-1", "Port": 80, "Tags": ["a"]}),
+    );
+    register(
+        a,
+        "ui-2",
+        json!({"Service": "web", "ID": "web-2", "Port": 80, "Tags": ["b"]}),
+    );
+    let r = a.get("/v1/internal/ui/services");
+    let list = r.ok().json();
+    let idx = r.index();
+    let web = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Name"] == "web")
+        .unwrap_or_else(|| panic!("web in {list}"));
+    assert_eq!(web["InstanceCount"], 2);
+    assert_eq!(web["Nodes"], json!(["ui-1", "ui-2"]));
+    assert_eq!(web["Tags"], json!(["a", "b"]));
+    assert_eq!(web["ChecksPassing"], 2);
+    assert_eq!(web["Datacenter"], "dc1");
+
+    let nodes = a.get("/v1/internal/ui/nodes").ok().json();
+    let n1 = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["Node"] == "ui-1")
+        .unwrap_or_else(|| panic!("ui-1 in {nodes}"));
+    assert_eq!(n1["Services"][0]["ID"], "web-1");
+    assert_eq!(n1["Checks"][0]["CheckID"], "web-1-check");
+
+    let n = a.get("/v1/internal/ui/node/ui-2").ok().json();
+    assert_eq!(n["Node"], "ui-2");
+    assert_eq!(n["Services"][0]["Service"], "web");
+    let r = a.get("/v1/internal/ui/node/missing");
+    r.status(404);
+
+    // A check turning critical moves the summary's index and counts.
+    a.put_json(
+        "/v1/catalog/register",
+        &json!({"Node": "ui-2", "Address": "10.0.1.20",
+                "Check": {"CheckID": "web-2-check", "Name": "alive", "Status": "critical",
+                          "ServiceID": "web-2"}}),
+    )
+    .ok();
+    let r = a.get(&format!("/v1/internal/ui/services?index={idx}&wait=30s"));
+    assert!(r.ok().index() > idx);
+    let web = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Name"] == "web")
+        .cloned()
+        .unwrap();
+    assert_eq!(web["ChecksCritical"], 1, "{web}");
+    assert_eq!(web["ChecksPassing"], 1, "{web}");
 }

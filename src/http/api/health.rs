@@ -15,7 +15,10 @@ use crate::runtime::watch::WatchKey;
 
 pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
     let (verb, arg) = tail.split_once('/').unwrap_or((tail, ""));
-    if !matches!(verb, "service" | "checks" | "node" | "state") {
+    if !matches!(
+        verb,
+        "service" | "checks" | "node" | "state" | "connect" | "ingress"
+    ) {
         return Err(ApiError::unknown_path());
     }
     allow(&cx, &[Method::Get])?;
@@ -27,6 +30,7 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
         "checks" => service_checks(cx, arg.to_string()).await,
         "node" => node(cx, arg.to_string()).await,
         "state" => state(cx, arg.to_string()).await,
+        "connect" | "ingress" => super::mesh::health_mesh(cx, arg.to_string()).await,
         _ => Err(ApiError::unknown_path()),
     }
 }

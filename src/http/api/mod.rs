@@ -2,9 +2,12 @@
 mod agent;
 mod agent_extra;
 mod catalog;
+mod config_entry;
+mod config_kinds;
 pub mod defs;
 mod health;
 mod kv;
+mod mesh;
 mod metrics;
 mod operator;
 mod session;
@@ -12,6 +15,7 @@ mod snapshot;
 pub use session::SERF_CHECK_ID;
 mod status;
 mod txn;
+mod ui;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -105,6 +109,10 @@ async fn dispatch(req: Request) -> ApiResult<Response> {
     }
     match group {
         "agent" if agent_extra::serves(tail) => agent_extra::handle(cx, tail).await,
+        "config" if rest == "config" => config_entry::apply(cx).await,
+        "config" => config_entry::handle(cx, tail).await,
+        "discovery-chain" => mesh::discovery_chain(cx, tail).await,
+        "internal" if tail.starts_with("ui/") => ui::handle(cx, &tail["ui/".len()..]).await,
         "session" => session::handle(cx, tail).await,
         "txn" if tail.is_empty() => txn::handle(cx).await,
         "status" => status::handle(cx, tail).await,
