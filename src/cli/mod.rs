@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod args;
 pub mod catalog;
+pub mod config_cmd;
 pub mod http;
 pub mod join;
 pub mod kv;
@@ -65,6 +66,11 @@ pub enum Command {
     Operator {
         #[command(subcommand)]
         cmd: operator::OperatorCommand,
+    },
+    /// Interact with Consul's Centralized Configurations
+    Config {
+        #[command(subcommand)]
+        cmd: config_cmd::ConfigCommand,
     },
     /// Saves, restores and inspects snapshots of Consul server state
     Snapshot {
@@ -172,6 +178,7 @@ pub fn run(cmd: Command) -> i32 {
             1
         }
         Command::Catalog { cmd } => catalog::run(cmd),
+        Command::Config { cmd } => config_cmd::run(cmd),
         Command::Kv { cmd } => kv::run(cmd),
         Command::Maint(a) => maint::run(a),
         Command::Services { cmd } => services::run(cmd),

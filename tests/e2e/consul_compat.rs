@@ -27,6 +27,7 @@ per_core!(
     connect_and_ingress_reads,
     gateway_services_and_discovery_chain,
     ui_endpoints,
+    config_cli,
 );
 
 const WAKE_BOUND: Duration = Duration::from_secs(15);
@@ -886,4 +887,103 @@ fn ui_endpoints(a: &Agent) {
         .unwrap();
     assert_eq!(web["ChecksCritical"], 1, "{web}");
     assert_eq!(web["ChecksPassing"], 1, "{web}");
+}
+
+fn config_cli(a: &Agent) {
+    let dir = crate::common::TempDir::new("cfgcli");
+    let hcl = dir.write(
+        "web.hcl",
+        "Kind = \"service-defaults\"\nName = \"web\"\nProtocol = \"http\"\n",
+    );
+    let out = a.cli(&["config", "write", hcl.to_str().unwrap()]);
+    out.success();
+    assert_eq!(
+        out.stdout.trim(),
+        "Config entry written: service-defaults/web"
+    );
+    assert_eq!(
+        entry(a, "service-defaults", "web").ok().json()["Protocol"],
+        "http"
+    );
+
+    let json_file = dir.write(
+        "api.json",
+        r#"{"Kind": "service-defaults", "Name": "api", "Protocol": "grpc"}"#,
+    );
+    a.cli(&["config", "write", json_file.to_str().unwrap()])
+        .success();
+    let out = a.cli(&["config", "list", "-kind", "service-defaults"]);
+    out.success();
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), ["api", "web"]);
+
+    let out = a.cli(&[
+        "config",
+        "read",
+        "-kind",
+        "service-defaults",
+        "-name",
+        "api",
+    ]);
+    out.success();
+    let v: Value = serde_json::from_str(&out.stdout).expect("read prints JSON");
+    assert_eq!(v["Protocol"], "grpc");
+    let modified = v["ModifyIndex"].as_u64().unwrap();
+
+    // A stale -cas write changes nothing and fails.
+    let out = a.cli(&[
+        "config",
+        "write",
+        "-cas",
+        "-modify-index",
+        "1",
+        json_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("Config entry not updated: service-defaults/api"),
+        "{out:?}"
+    );
+
+    let out = a.cli(&[
+        "config",
+        "delete",
+        "-kind",
+        "service-defaults",
+        "-name",
+        "api",
+        "-cas",
+        "-modify-index",
+        &modified.to_string(),
+    ]);
+    out.success();
+    assert_eq!(
+        out.stdout.trim(),
+        "Config entry deleted: service-defaults/api"
+    );
+    entry(a, "service-defaults", "api").status(404);
+
+    let out = a.cli(&["config", "read", "-kind", "service-defaults"]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("Must specify the -name parameter"),
+        "{out:?}"
+    );
+    let out = a.cli(&[
+        "config",
+        "read",
+        "-kind",
+        "service-defaults",
+        "-name",
+        "gone",
+    ]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("Config entry not found"), "{out:?}");
+    let bad = dir.write("bad.json", r#"{"Kind": "proxy-defaults", "Name": "web"}"#);
+    let out = a.cli(&["config", "write", bad.to_str().unwrap()]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("only \"global\" is supported"),
+        "{out:?}"
+    );
 }
