@@ -119,6 +119,8 @@ pub enum Command {
     /// `PUT /v1/snapshot`: replace the whole state with a snapshot's image (its body, an rkyv
     /// archive). The host decodes and installs it; [`crate::coord`] refuses it.
     Restore(Bytes),
+    /// `/v1/config`: one config entry written or deleted on the shard owning "kind/name".
+    Config(crate::config_entry::ConfigOp),
 }
 
 /// The error of one transaction operation, as Consul reports it.

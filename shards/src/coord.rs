@@ -95,7 +95,8 @@ where
 /// Whether `cmd` may write on more than one shard, and so must be a fenced step.
 fn spans_shards(cmd: &Command, n: usize) -> bool {
     match cmd {
-        Command::Noop | Command::Restore(_) => false,
+        // A config entry lives on the one shard that owns "kind/name".
+        Command::Noop | Command::Restore(_) | Command::Config(_) => false,
         Command::Kv(op) => op.verb.is_tree(),
         Command::Txn(ops) => {
             let mut owners = ops.iter().map(|op| {
@@ -188,6 +189,10 @@ async fn apply_step<B: Backend>(
             service_id,
             check_id,
         } => deregister(b, idx, at_ms, node, service_id, check_id).await?,
+        Command::Config(op) => {
+            let owner = owner_of(&op.key(), n);
+            CommandResult::Bool(b.on_shard(owner, move |s| s.config_apply(idx, &op)).await?)
+        }
     })
 }
 

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{Catalog, HealthCheck, Node, Service};
+use crate::config_entry::{entry_key, ConfigEntry, ConfigTable};
 use crate::kv::{KvEntry, KvTable};
 use crate::route::shard_for;
 use crate::session::{Session, SessionTable};
@@ -28,6 +29,7 @@ pub struct TableIndexes {
     pub nodes: u64,
     pub services: u64,
     pub checks: u64,
+    pub config_entries: u64,
 }
 
 impl TableIndexes {
@@ -38,6 +40,7 @@ impl TableIndexes {
             nodes: self.nodes.max(o.nodes),
             services: self.services.max(o.services),
             checks: self.checks.max(o.checks),
+            config_entries: self.config_entries.max(o.config_entries),
         }
     }
 }
@@ -64,6 +67,8 @@ pub struct Image {
     pub checks: Vec<HealthCheck>,
     /// Last index at which each service changed.
     pub service_index: Vec<(String, u64)>,
+    /// Config entries, sorted by (kind, name).
+    pub config_entries: Vec<ConfigEntry>,
 }
 
 /// Rows and payload bytes of one table, as `muster snapshot inspect` prints them.
@@ -93,6 +98,7 @@ impl Image {
                 nodes: c.nodes_index,
                 services: c.services_index,
                 checks: c.checks_index,
+                config_entries: s.config.index,
             },
             kv: kv.entries.values().cloned().collect(),
             tombstones: kv.tombstones.iter().map(|(k, i)| (k.clone(), *i)).collect(),
@@ -110,6 +116,7 @@ impl Image {
                 .iter()
                 .map(|(k, i)| (k.clone(), *i))
                 .collect(),
+            config_entries: s.config.entries.values().cloned().collect(),
         }
     }
 
@@ -128,6 +135,7 @@ impl Image {
             out.nodes.extend(p.nodes);
             out.services.extend(p.services);
             out.checks.extend(p.checks);
+            out.config_entries.extend(p.config_entries);
             for s in p.sessions {
                 sessions.entry(s.id.clone()).or_insert(s);
             }
@@ -152,6 +160,8 @@ impl Image {
         self.checks
             .sort_by(|a, b| (&a.node, &a.check_id).cmp(&(&b.node, &b.check_id)));
         self.service_index.sort();
+        self.config_entries
+            .sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
     }
 
     /// The highest index anywhere in the image.
@@ -164,11 +174,13 @@ impl Image {
             i.nodes,
             i.services,
             i.checks,
+            i.config_entries,
         ]
         .into_iter()
         .chain(self.service_index.iter().map(|(_, v)| *v))
         .chain(self.tombstones.iter().map(|(_, v)| *v))
         .chain(self.kv.iter().map(|e| e.modify_index))
+        .chain(self.config_entries.iter().map(|e| e.modify_index))
         .max()
         .unwrap_or(0)
     }
@@ -183,6 +195,7 @@ impl Image {
             &mut i.nodes,
             &mut i.services,
             &mut i.checks,
+            &mut i.config_entries,
         ] {
             *v = (*v).max(idx);
         }
@@ -217,6 +230,10 @@ impl Image {
             c.services_index = self.indexes.services;
             c.checks_index = self.indexes.checks;
             c.service_index = service_index.clone();
+            s.config = ConfigTable {
+                index: self.indexes.config_entries,
+                ..ConfigTable::default()
+            };
         }
         for e in self.kv {
             let k = e.key.clone();
@@ -240,6 +257,10 @@ impl Image {
             let key = format!("{}\0{}", c.node, c.check_id);
             let owner = route(&c.node);
             shards[owner].catalog.checks.insert(key, c);
+        }
+        for e in self.config_entries {
+            let k = entry_key(&e.kind, &e.name);
+            shards[route(&k)].config.entries.insert(k, e);
         }
         for s in &mut shards {
             s.rebuild();
@@ -313,6 +334,15 @@ impl Image {
                 count: self.checks.len(),
                 bytes: check_bytes,
             },
+            TableCount {
+                table: "ConfigEntry",
+                count: self.config_entries.len(),
+                bytes: self
+                    .config_entries
+                    .iter()
+                    .map(|e| e.kind.len() + e.name.len() + e.body.len())
+                    .sum(),
+            },
         ]
     }
 }
@@ -375,6 +405,16 @@ mod tests {
         for sh in &mut s {
             sh.session_insert(200, sess.clone());
         }
+        for (i, name) in ["web", "api", "db"].iter().enumerate() {
+            let op = crate::config_entry::ConfigOp {
+                verb: crate::config_entry::ConfigVerb::Upsert,
+                kind: "service-defaults".into(),
+                name: name.to_string(),
+                body: format!("{{\"Protocol\":\"http{i}\"}}"),
+                cas: 0,
+            };
+            s[shard_for(op.key().as_bytes(), n)].config_apply(300 + i as u64, &op);
+        }
         s
     }
 
@@ -387,6 +427,8 @@ mod tests {
         assert_eq!(one.nodes.len(), 20);
         assert_eq!(one.services.len(), 20);
         assert_eq!(one.sessions.len(), 1);
+        assert_eq!(one.config_entries.len(), 3);
+        assert_eq!(one.indexes.config_entries, 302);
     }
 
     #[test]
@@ -407,6 +449,11 @@ mod tests {
             .map(|s| s.catalog().by_name.get("web").map_or(0, |k| k.len()))
             .sum();
         assert_eq!(total, 20);
+        let entries: usize = shards.iter().map(|s| s.config().len()).sum();
+        assert_eq!(entries, 3);
+        for s in &shards {
+            assert_eq!(s.config().index(), 302);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! read from seeing part of a write that spans shards.
 pub mod catalog;
 pub mod command;
+pub mod config_entry;
 pub mod coord;
 pub mod image;
 pub mod kv;

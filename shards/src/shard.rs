@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogChange, Node, Registration};
 use crate::command::{KvOp, TxnError};
+use crate::config_entry::{ConfigOp, ConfigTable};
 use crate::kv::{KvEntry, KvFailure, KvTable};
 use crate::route::shard_for;
 use crate::session::{Session, SessionTable, MAX_LOCK_DELAY_MS};
@@ -17,6 +18,7 @@ pub enum Table {
     Nodes,
     Services,
     Checks,
+    ConfigEntries,
 }
 
 /// What a write changed on this shard, for waking blocking queries.
@@ -49,6 +51,7 @@ pub struct Shard {
     pub(crate) kv: KvTable,
     pub(crate) sessions: SessionTable,
     pub(crate) catalog: Catalog,
+    pub(crate) config: ConfigTable,
     /// Key -> ms (leader clock) until which `lock` is refused after its holder was invalidated.
     pub(crate) lock_delays: HashMap<String, u64>,
     /// Highest raft index applied on this shard.
@@ -87,6 +90,22 @@ impl Shard {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    pub fn config(&self) -> &ConfigTable {
+        &self.config
+    }
+
+    /// A config-entry write on the shard that owns "kind/name". Returns whether it took
+    /// effect (false: a failed check-and-set).
+    pub fn config_apply(&mut self, idx: u64, op: &ConfigOp) -> bool {
+        debug_assert!(self.owns(&op.key()));
+        self.advance(idx);
+        let (ok, changed) = self.config.apply(idx, op);
+        if changed {
+            self.touched.table(Table::ConfigEntries);
+        }
+        ok
     }
 
     /// Debug-time guard of habit 1: a shard only ever sees keys it owns.

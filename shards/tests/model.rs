@@ -303,6 +303,7 @@ impl Model {
             Command::Register(_) | Command::Deregister { .. } => {
                 unreachable!("the generator makes no service registrations")
             }
+            Command::Config(_) => unreachable!("the generator makes no config entries"),
         }
     }
 

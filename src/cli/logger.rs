@@ -33,6 +33,15 @@ pub enum LoggerError {
 
 static LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
 
+/// The agent's configured level now.
+pub fn current_level() -> LogLevel {
+    level_from_u8(LEVEL.load(Ordering::Relaxed))
+}
+
+pub(crate) fn level_of(v: u8) -> LogLevel {
+    level_from_u8(v)
+}
+
 fn level_from_u8(v: u8) -> LogLevel {
     match v {
         x if x == LogLevel::Trace as u8 => LogLevel::Trace,
@@ -157,8 +166,9 @@ struct AgentLogger {
     syslog: Option<Syslog>,
 }
 
-impl Log for AgentLogger {
-    fn enabled(&self, m: &Metadata<'_>) -> bool {
+impl AgentLogger {
+    /// Whether the agent's own outputs (stderr, file, syslog) take the record.
+    fn own(&self, m: &Metadata<'_>) -> bool {
         if self.env_filtered {
             return self.inner.enabled(m);
         }
@@ -168,14 +178,22 @@ impl Log for AgentLogger {
             m.level(),
         )
     }
+}
+
+impl Log for AgentLogger {
+    fn enabled(&self, m: &Metadata<'_>) -> bool {
+        self.own(m) || super::logtap::wants(m.target(), m.level())
+    }
 
     fn log(&self, r: &Record<'_>) {
-        if !self.enabled(r.metadata()) {
-            return;
+        if self.own(r.metadata()) {
+            self.inner.log(r);
+            if let Some(s) = &self.syslog {
+                s.send(r);
+            }
         }
-        self.inner.log(r);
-        if let Some(s) = &self.syslog {
-            s.send(r);
+        if super::logtap::wants(r.target(), r.level()) {
+            super::logtap::publish(r, &timestamp_millis(std::time::SystemTime::now()));
         }
     }
 
@@ -206,6 +224,50 @@ fn level_tag(l: Level) -> &'static str {
 
 fn json_string(s: &str) -> String {
     super::kv::go_json_string(s)
+}
+
+/// A text log line as the agent writes it, with its newline.
+pub(crate) fn text_line(r: &Record<'_>, ts: &str) -> String {
+    format!(
+        "{ts} {}{}: {}\n",
+        level_tag(r.level()),
+        r.target(),
+        r.args()
+    )
+}
+
+/// A `-log-json` line, with its newline.
+pub(crate) fn json_line(r: &Record<'_>, ts: &str) -> String {
+    format!(
+        "{{\"@level\":\"{}\",\"@message\":{},\"@module\":{},\"@timestamp\":\"{ts}\"}}\n",
+        r.level().as_str().to_ascii_lowercase(),
+        json_string(&r.args().to_string()),
+        json_string(r.target()),
+    )
+}
+
+/// `2024-05-11T10:50:14.123Z`, as env_logger's millisecond timestamps read.
+fn timestamp_millis(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since the epoch to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
 }
 
 /// Installs the process logger. Returns warnings to log once it is up (e.g. no syslog).
@@ -305,6 +367,16 @@ mod tests {
         assert!(passes(LogLevel::Trace, "openraft::engine", Level::Trace));
         assert!(!passes(LogLevel::Warn, "muster::http", Level::Info));
         assert!(!passes(LogLevel::Warn, "glommio", Level::Info));
+    }
+
+    #[test]
+    fn timestamps_read_like_env_logger() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_715_424_614_123);
+        assert_eq!(timestamp_millis(t), "2024-05-11T10:50:14.123Z");
+        assert_eq!(
+            timestamp_millis(std::time::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]

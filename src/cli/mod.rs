@@ -7,11 +7,13 @@
 pub mod agent;
 pub mod args;
 pub mod catalog;
+pub mod config_cmd;
 pub mod http;
 pub mod join;
 pub mod kv;
 pub mod leave;
 pub mod logger;
+pub mod logtap;
 pub mod maint;
 pub mod members;
 pub mod operator;
@@ -64,6 +66,11 @@ pub enum Command {
     Operator {
         #[command(subcommand)]
         cmd: operator::OperatorCommand,
+    },
+    /// Interact with Consul's Centralized Configurations
+    Config {
+        #[command(subcommand)]
+        cmd: config_cmd::ConfigCommand,
     },
     /// Saves, restores and inspects snapshots of Consul server state
     Snapshot {
@@ -171,6 +178,7 @@ pub fn run(cmd: Command) -> i32 {
             1
         }
         Command::Catalog { cmd } => catalog::run(cmd),
+        Command::Config { cmd } => config_cmd::run(cmd),
         Command::Kv { cmd } => kv::run(cmd),
         Command::Maint(a) => maint::run(a),
         Command::Services { cmd } => services::run(cmd),

@@ -95,7 +95,8 @@ impl<'a> Obj<'a> {
 
     /// The field as compact JSON text (kept opaque, e.g. Proxy, Connect).
     pub fn raw(&self, name: &str) -> Option<String> {
-        self.field(name).map(|v| v.to_string())
+        // `encode`, not `to_string`: simd-json's Display prints objects in Debug form.
+        self.field(name).map(|v| v.encode())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a OwnedValue)> {

@@ -13,9 +13,19 @@ pub enum ApiError {
     /// 404 with a text (may be empty, as Consul's KV misses are).
     #[error("{0}")]
     NotFound(String),
-    /// 405.
-    #[error("method {0} not allowed")]
-    MethodNotAllowed(String),
+    /// 405, with the endpoint's methods for the `Allow` header (Consul lists OPTIONS first).
+    #[error("method {method} not allowed")]
+    MethodNotAllowed {
+        method: String,
+        allow: Vec<&'static str>,
+    },
+    /// Not an error: Consul answers `OPTIONS` on an endpoint with 200, an `Allow` header and no
+    /// body, before the handler runs; it travels the error path to stop the handler.
+    #[error("")]
+    Options(Vec<&'static str>),
+    /// 410, Consul's answer on endpoints it removed (the legacy ACL API).
+    #[error("{0}")]
+    Gone(String),
     /// 413, e.g. an oversized KV value or transaction.
     #[error("{0}")]
     TooLarge(String),
@@ -39,7 +49,9 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::PermissionDenied => 403,
             ApiError::NotFound(_) => 404,
-            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::Options(_) => 200,
+            ApiError::Gone(_) => 410,
             ApiError::TooLarge(_) => 413,
             ApiError::Busy => 429,
             ApiError::Internal(_) | ApiError::NoLeader | ApiError::NoPathToDatacenter => 500,
@@ -50,16 +62,35 @@ impl ApiError {
         ApiError::BadRequest(text.into())
     }
 
+    /// Consul's 404 for a path no endpoint serves: no body.
+    pub fn unknown_path() -> ApiError {
+        ApiError::NotFound(String::new())
+    }
+
     pub fn into_response(self) -> Response {
         let status = self.status();
         let text = self.to_string();
-        let r = Response::new(status);
+        let mut r = Response::new(status);
+        match &self {
+            ApiError::MethodNotAllowed { allow, .. } | ApiError::Options(allow) => {
+                r = r.with_header("Allow", allow_header(allow));
+            }
+            _ => {}
+        }
         if text.is_empty() {
             r
         } else {
             r.with_body("text/plain; charset=utf-8", text)
         }
     }
+}
+
+/// `Allow: OPTIONS,GET,PUT`, as Consul joins it.
+fn allow_header(methods: &[&'static str]) -> String {
+    std::iter::once("OPTIONS")
+        .chain(methods.iter().copied())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl From<crate::runtime::mesh::CallError> for ApiError {

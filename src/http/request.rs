@@ -64,6 +64,20 @@ impl Method {
         }
     }
 
+    /// The method's name for an `Allow` header (only known methods are ever allowed).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Put => "PUT",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+            Method::Patch => "PATCH",
+            Method::Other(_) => "",
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             Method::Get => "GET",

@@ -1,6 +1,10 @@
 //! Responses produced by handlers and their HTTP/1.1 wire encoding.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::channel::mpsc;
 
 /// A complete response. The connection adds `Content-Length` (and `Connection` when it
 /// matters) itself; handler-supplied framing headers are ignored so they can never
@@ -10,7 +14,39 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// A body streamed after the head with chunked framing until the sender closes or the
+    /// peer goes away (`/v1/agent/monitor`); `body` is ignored then.
+    pub stream: Option<BodyStream>,
 }
+
+/// The receiving end of a streamed body. Shared so `Response` stays `Clone`; the connection
+/// takes it out once.
+#[derive(Clone)]
+pub struct BodyStream(Rc<RefCell<Option<mpsc::Receiver<Bytes>>>>);
+
+impl BodyStream {
+    pub fn new(rx: mpsc::Receiver<Bytes>) -> BodyStream {
+        BodyStream(Rc::new(RefCell::new(Some(rx))))
+    }
+
+    pub(crate) fn take(&self) -> Option<mpsc::Receiver<Bytes>> {
+        self.0.borrow_mut().take()
+    }
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyStream")
+    }
+}
+
+impl PartialEq for BodyStream {
+    fn eq(&self, o: &BodyStream) -> bool {
+        Rc::ptr_eq(&self.0, &o.0)
+    }
+}
+
+impl Eq for BodyStream {}
 
 impl Response {
     pub fn new(status: u16) -> Self {
@@ -18,7 +54,15 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Bytes::new(),
+            stream: None,
         }
+    }
+
+    /// A streamed body of `content_type` fed by `rx`.
+    pub fn with_stream(mut self, content_type: &str, rx: mpsc::Receiver<Bytes>) -> Self {
+        self = self.with_body(content_type, Bytes::new());
+        self.stream = Some(BodyStream::new(rx));
+        self
     }
 
     pub fn with_header(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
@@ -86,6 +130,10 @@ impl Response {
             ConnHeader::KeepAlive => out.put_slice(b"Connection: keep-alive\r\n"),
         }
         let body = self.has_body();
+        if body && self.stream.is_some() {
+            out.put_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            return !head_only;
+        }
         if body {
             // HEAD advertises the length the GET would have had (RFC 9110 9.3.2).
             out.put_slice(b"Content-Length: ");

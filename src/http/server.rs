@@ -259,7 +259,8 @@ impl Conn {
             .run_handler(handler.handle(req))
             .await
             .ok_or(Stop::Closed)?;
-        let keep_alive = head.keep_alive && !resp.wants_close();
+        // A streamed body ends only when the peer goes away: the connection ends with it.
+        let keep_alive = head.keep_alive && !resp.wants_close() && resp.stream.is_none();
         let conn = if !keep_alive {
             ConnHeader::Close
         } else if head.http10 {
@@ -498,6 +499,13 @@ impl Conn {
     ) -> Result<(), Stop> {
         let with_body = resp.encode_head(&mut self.wbuf, head_only, conn);
         self.queued += 1;
+        if let Some(rx) = resp.stream.as_ref().and_then(|s| s.take()) {
+            return if with_body {
+                self.stream_body(rx).await
+            } else {
+                Ok(())
+            };
+        }
         if with_body {
             if resp.body.len() >= LARGE_BODY {
                 self.flush().await?;
@@ -509,6 +517,36 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Writes each chunk as it arrives until the sender closes (then the last chunk) or a
+    /// write fails (the peer left: dropping `rx` tells the sender).
+    async fn stream_body(
+        &mut self,
+        mut rx: futures::channel::mpsc::Receiver<Bytes>,
+    ) -> Result<(), Stop> {
+        use futures::StreamExt;
+        self.flush().await?;
+        let mut scratch = [0u8; 512];
+        loop {
+            // Watch the socket while idle, so a client that leaves a quiet stream is noticed.
+            let chunk = match select(rx.next(), self.stream.read(&mut scratch)).await {
+                Either::Left((Some(c), _)) => c,
+                Either::Left((None, _)) => break,
+                Either::Right((Ok(0) | Err(_), _)) => return Err(Stop::Closed),
+                Either::Right((Ok(_), _)) => continue,
+            };
+            if chunk.is_empty() {
+                continue;
+            }
+            self.wbuf
+                .extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            self.wbuf.extend_from_slice(&chunk);
+            self.wbuf.extend_from_slice(b"\r\n");
+            self.flush().await?;
+        }
+        self.wbuf.extend_from_slice(b"0\r\n\r\n");
+        self.flush().await
     }
 
     async fn flush(&mut self) -> Result<(), Stop> {

@@ -6,7 +6,7 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic "MUSTSNAP"
-//! 8       4     format version (1)
+//! 8       4     format version (2)
 //! 12      4     meta length M
 //! 16      8     body length B
 //! 24      4     CRC32C of every byte from offset 32 to the end (meta, padding, body)
@@ -39,7 +39,8 @@ use std::rc::Rc;
 use super::types::{term_of, LogId, SnapshotMeta};
 
 pub const MAGIC: [u8; 8] = *b"MUSTSNAP";
-pub const VERSION: u32 = 1;
+/// 2: the image gained config entries (its archive layout changed).
+pub const VERSION: u32 = 2;
 const HEADER_LEN: usize = 32;
 const BODY_ALIGN: usize = 16;
 /// Snapshots kept on disk; the older one is the fallback when the newer fails to validate.

@@ -16,6 +16,7 @@ mod checks;
 mod cli;
 mod client_compat;
 mod config;
+mod consul_compat;
 mod dns;
 mod durable;
 mod health;

@@ -712,7 +712,7 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
         _ => {
             return match agent_routes(cx, &tail).await? {
                 Some(r) => Ok(r),
-                None => Err(ApiError::NotFound(format!("/v1/agent/{tail}: not found"))),
+                None => Err(ApiError::unknown_path()),
             }
         }
     };
@@ -747,6 +747,6 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
             crate::runtime::reload().await.map_err(ApiError::Internal)?;
             Ok(Response::new(200))
         }
-        _ => Err(ApiError::NotFound(format!("/v1/agent/{tail}: not found"))),
+        _ => Err(ApiError::unknown_path()),
     }
 }

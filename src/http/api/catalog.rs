@@ -30,7 +30,8 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
             allow(&cx, &[Method::Put])?;
             deregister(cx).await
         }
-        _ => {
+        "datacenters" | "nodes" | "services" | "service" | "node" | "node-services"
+        | "gateway-services" | "connect" => {
             allow(&cx, &[Method::Get])?;
             match verb {
                 "datacenters" => Ok(json_response(
@@ -43,12 +44,20 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
                 "service" if !arg.is_empty() => service(cx, arg.to_string()).await,
                 "node" if !arg.is_empty() => node(cx, arg.to_string(), false).await,
                 "node-services" if !arg.is_empty() => node(cx, arg.to_string(), true).await,
-                "service" | "node" | "node-services" => {
+                "connect" if !arg.is_empty() => {
+                    super::mesh::catalog_connect(cx, arg.to_string()).await
+                }
+                "gateway-services" if !arg.is_empty() => {
+                    super::mesh::gateway_services(cx, arg.to_string()).await
+                }
+                "service" | "node" | "node-services" | "connect" => {
                     Err(ApiError::bad(format!("Missing {verb} name")))
                 }
-                _ => Err(ApiError::NotFound(format!("/v1/catalog/{tail}: not found"))),
+                "gateway-services" => Err(ApiError::bad("Missing gateway name")),
+                _ => Err(ApiError::unknown_path()),
             }
         }
+        _ => Err(ApiError::unknown_path()),
     }
 }
 

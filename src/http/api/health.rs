@@ -14,8 +14,14 @@ use crate::runtime::core::{core, Shards};
 use crate::runtime::watch::WatchKey;
 
 pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
-    allow(&cx, &[Method::Get])?;
     let (verb, arg) = tail.split_once('/').unwrap_or((tail, ""));
+    if !matches!(
+        verb,
+        "service" | "checks" | "node" | "state" | "connect" | "ingress"
+    ) {
+        return Err(ApiError::unknown_path());
+    }
+    allow(&cx, &[Method::Get])?;
     if arg.is_empty() {
         return Err(ApiError::bad(format!("Missing {verb} name")));
     }
@@ -24,7 +30,8 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
         "checks" => service_checks(cx, arg.to_string()).await,
         "node" => node(cx, arg.to_string()).await,
         "state" => state(cx, arg.to_string()).await,
-        _ => Err(ApiError::NotFound(format!("/v1/health/{tail}: not found"))),
+        "connect" | "ingress" => super::mesh::health_mesh(cx, arg.to_string()).await,
+        _ => Err(ApiError::unknown_path()),
     }
 }
 

@@ -20,7 +20,8 @@ pub async fn handle(cx: Ctx, key: String) -> ApiResult<Response> {
         Method::Get => get(cx, key).await,
         Method::Put => put(cx, key).await,
         Method::Delete => delete(cx, key).await,
-        ref m => Err(ApiError::MethodNotAllowed(m.as_str().to_string())),
+        _ => super::allow(&cx, &[Method::Get, Method::Put, Method::Delete])
+            .map(|()| Response::new(200)),
     }
 }
 

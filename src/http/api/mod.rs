@@ -1,9 +1,13 @@
 //! The Consul HTTP API: routing, and helpers shared by the endpoint modules.
 mod agent;
+mod agent_extra;
 mod catalog;
+mod config_entry;
+mod config_kinds;
 pub mod defs;
 mod health;
 mod kv;
+mod mesh;
 mod metrics;
 mod operator;
 mod session;
@@ -11,6 +15,7 @@ mod snapshot;
 pub use session::SERF_CHECK_ID;
 mod status;
 mod txn;
+mod ui;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,9 +63,21 @@ impl Handler for Api {
 
 /// A low-cardinality label for request metrics: the API group.
 fn route_label(path: &str) -> &'static str {
-    const GROUPS: [&str; 10] = [
-        "kv", "session", "txn", "status", "agent", "catalog", "operator", "health", "event",
+    const GROUPS: [&str; 14] = [
+        "kv",
+        "session",
+        "txn",
+        "status",
+        "agent",
+        "catalog",
+        "operator",
+        "health",
+        "event",
         "snapshot",
+        "config",
+        "discovery-chain",
+        "internal",
+        "acl",
     ];
     let group = path
         .strip_prefix("/v1/")
@@ -78,7 +95,7 @@ async fn dispatch(req: Request) -> ApiResult<Response> {
     let path = req.path.clone();
     let cx = Ctx { req, opts };
     let Some(rest) = path.strip_prefix("/v1/") else {
-        return Err(ApiError::NotFound(format!("{path}: not found")));
+        return Err(ApiError::unknown_path());
     };
     if let Some(key) = rest.strip_prefix("kv/") {
         return kv::handle(cx, key.to_string()).await;
@@ -87,7 +104,15 @@ async fn dispatch(req: Request) -> ApiResult<Response> {
         return kv::handle(cx, String::new()).await;
     }
     let (group, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    if let Some(r) = removed_legacy_acl(group, tail, &path) {
+        return Err(r);
+    }
     match group {
+        "agent" if agent_extra::serves(tail) => agent_extra::handle(cx, tail).await,
+        "config" if rest == "config" => config_entry::apply(cx).await,
+        "config" => config_entry::handle(cx, tail).await,
+        "discovery-chain" => mesh::discovery_chain(cx, tail).await,
+        "internal" if tail.starts_with("ui/") => ui::handle(cx, &tail["ui/".len()..]).await,
         "session" => session::handle(cx, tail).await,
         "txn" if tail.is_empty() => txn::handle(cx).await,
         "status" => status::handle(cx, tail).await,
@@ -96,19 +121,39 @@ async fn dispatch(req: Request) -> ApiResult<Response> {
         "health" => health::handle(cx, tail).await,
         "operator" => operator::handle(cx, tail).await,
         "snapshot" if tail.is_empty() => snapshot::handle(cx).await,
-        _ => Err(ApiError::NotFound(format!("{path}: not found"))),
+        _ => Err(ApiError::unknown_path()),
     }
 }
 
-/// Answers 405 unless the request's method is one of `allowed`.
+/// Consul 1.11 removed the legacy ACL API; its endpoints answer 410 with this text.
+fn removed_legacy_acl(group: &str, tail: &str, path: &str) -> Option<ApiError> {
+    if group != "acl" {
+        return None;
+    }
+    let verb = tail.split('/').next().unwrap_or("");
+    let exact = matches!(tail, "create" | "update" | "list");
+    let with_id = matches!(verb, "destroy" | "info" | "clone") && tail.contains('/');
+    (exact || with_id).then(|| {
+        ApiError::Gone(format!(
+            "Endpoint {path} for the legacy ACL system was removed in Consul 1.11."
+        ))
+    })
+}
+
+/// Answers 405 unless the request's method is one of `allowed` (an `OPTIONS` request gets
+/// the endpoint's methods, as Consul answers it).
 pub fn allow(cx: &Ctx, allowed: &[Method]) -> ApiResult<()> {
     if allowed.contains(&cx.req.method) {
-        Ok(())
-    } else {
-        Err(ApiError::MethodNotAllowed(
-            cx.req.method.as_str().to_string(),
-        ))
+        return Ok(());
     }
+    let names: Vec<&'static str> = allowed.iter().map(Method::name).collect();
+    if cx.req.method == Method::Options {
+        return Err(ApiError::Options(names));
+    }
+    Err(ApiError::MethodNotAllowed {
+        method: cx.req.method.as_str().to_string(),
+        allow: names,
+    })
 }
 
 pub fn bool_response(b: bool, pretty: bool) -> Response {

@@ -60,7 +60,7 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
             allow(&cx, &[Method::Get])?;
             read(cx, |s| s.list()).await
         }
-        _ => Err(ApiError::NotFound(format!("/v1/session/{tail}: not found"))),
+        _ => Err(ApiError::unknown_path()),
     }
 }
 

@@ -8,6 +8,9 @@ use crate::runtime::core::core;
 use crate::runtime::raftcore;
 
 pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
+    if !matches!(tail, "leader" | "peers") {
+        return Err(ApiError::unknown_path());
+    }
     allow(&cx, &[Method::Get])?;
     match tail {
         // Clients read a non-empty leader as "ready": answer "" until a leader exists.
@@ -24,6 +27,6 @@ pub async fn handle(cx: Ctx, tail: &str) -> ApiResult<Response> {
                 .collect();
             Ok(json_response(200, &peers, cx.opts.pretty))
         }
-        _ => Err(ApiError::NotFound(format!("/v1/status/{tail}: not found"))),
+        _ => Err(ApiError::unknown_path()),
     }
 }
