@@ -5,7 +5,6 @@
 //! entry) and `/v1/discovery-chain/:service` (the chain compiled from config entries).
 use std::collections::BTreeSet;
 
-use futures::future::join_all;
 use muster_shards::catalog::{HealthEntry, Node, Service};
 use muster_shards::config_entry::ConfigEntry;
 use muster_shards::shard::{Shard, Table};
@@ -45,19 +44,14 @@ pub async fn scatter_tables<T, R, G, M>(
 ) -> ApiResult<Polled<(u64, R)>>
 where
     T: Send + 'static,
-    G: Fn(&mut Shard) -> T + Send + Clone + 'static,
+    G: Fn(&mut Shard) -> T + Send + Sync + Clone + 'static,
     M: FnOnce(Vec<T>) -> R,
 {
     let version = move |s: &Shard| tables.iter().map(|t| table_index(s, *t)).max().unwrap_or(0);
     let sh = Shards::shedding();
-    let n = core().placement.nshards();
-    let parts = join_all((0..n).map(|s| {
-        let g = gather.clone();
-        sh.call(s, move |shard| (version(shard), g(shard)))
-    }))
-    .await
-    .into_iter()
-    .collect::<Result<Vec<(u64, T)>, _>>()?;
+    // One state across shards (the visibility rule), as in `super::scatter`.
+    let parts =
+        muster_shards::coord::read_all(&sh, move |shard| (version(shard), gather(shard))).await?;
     let versions: Vec<u64> = parts.iter().map(|p| p.0).collect();
     let idx = versions.iter().copied().max().unwrap_or(0);
     let r = merge(parts.into_iter().map(|p| p.1).collect());
