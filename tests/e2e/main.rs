@@ -17,6 +17,7 @@ mod cli;
 mod config;
 mod dns;
 mod durable;
+mod failstop;
 mod health;
 mod kv;
 mod lin;
