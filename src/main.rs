@@ -45,6 +45,7 @@ fn run_agent(args: &cli::AgentArgs) -> anyhow::Result<()> {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("cannot write pid file {}", p.display()))?;
     }
+    muster::runtime::install_fail_stop();
     let result = muster::runtime::start(config);
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);

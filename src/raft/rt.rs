@@ -1,11 +1,10 @@
 //! openraft's [`AsyncRuntime`] on glommio.
 //!
 //! Everything openraft spawns lands on the executor that calls [`AsyncRuntime::spawn`] (the raft
-//! role executor) as a detached local task; timers are glommio timers; channels and the mutex are
-//! the `Rc`-based primitives in [`sync`]. Requires openraft's `single-threaded` feature: none of
-//! these types are `Send`.
-
-pub mod sync;
+//! role executor) as a detached local task; timers are glommio timers; channels, watch, oneshot
+//! and the mutex are `tokio::sync`'s (through openraft's own `openraft-rt-tokio` adapters), which
+//! need no tokio runtime: they only store and wake the glommio tasks' wakers. Requires openraft's
+//! `single-threaded` feature: the spawned futures are not `Send`.
 
 use std::fmt;
 use std::future::Future;
@@ -18,7 +17,7 @@ use glommio::timer::Timer;
 use glommio::{LocalExecutor, LocalExecutorBuilder};
 use openraft_rt::{AsyncRuntime, OptionalSend};
 
-use self::sync::{LocalMpsc, LocalMutex, LocalOneshot, LocalWatch};
+use openraft_rt_tokio::{TokioMpsc, TokioMutex, TokioOneshot, TokioWatch};
 
 /// I/O memory for executors made by [`AsyncRuntime::new`] (tests only): small enough to stay
 /// under a default `RLIMIT_MEMLOCK`.
@@ -179,10 +178,10 @@ impl AsyncRuntime for GlommioRuntime {
         rand_openraft::rng()
     }
 
-    type Mpsc = LocalMpsc;
-    type Watch = LocalWatch;
-    type Oneshot = LocalOneshot;
-    type Mutex<T: OptionalSend + 'static> = LocalMutex<T>;
+    type Mpsc = TokioMpsc;
+    type Watch = TokioWatch;
+    type Oneshot = TokioOneshot;
+    type Mutex<T: OptionalSend + 'static> = TokioMutex<T>;
 
     fn new(_threads: usize) -> Self {
         let executor = LocalExecutorBuilder::default()

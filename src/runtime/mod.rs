@@ -118,7 +118,12 @@ pub struct Control {
     /// Test-only fault (`MUSTER_FAULT=torn-reads`): multi-shard reads skip the visibility
     /// rule, as before it existed, so the linearizability checker can be shown to catch it.
     pub fault_torn_reads: bool,
+    /// Test-only fault (`MUSTER_FAULT=panic-on-write`): the raft executor panics on the next
+    /// write, to show that a panic anywhere stops the whole process.
+    pub fault_panic_on_write: bool,
     shutdown: AtomicBool,
+    /// Set by the raft executor once raft has stopped; the other executors stop after it.
+    raft_stopped: AtomicBool,
     reloads: AtomicU64,
     /// Why the agent cannot run (set once, then shutdown); the process exits with it.
     fatal: std::sync::OnceLock<String>,
@@ -235,6 +240,24 @@ fn probe_ports(s: &Settings) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// Exit status of a process stopped by a panic (Rust's own for a panicking main thread).
+pub const PANIC_EXIT_CODE: i32 = 101;
+
+/// Fail-stop: a panic on any thread stops the whole process with a logged reason and
+/// [`PANIC_EXIT_CODE`]. Without it a panicking executor thread dies alone and leaves the
+/// process half alive, with calls to that core never answered.
+pub fn install_fail_stop() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // The standard report first (location, message, backtrace when asked for).
+        report(info);
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("<unnamed>");
+        log::error!("fatal: thread {name} panicked ({info}); stopping the process");
+        std::process::exit(PANIC_EXIT_CODE);
+    }));
+}
+
 /// Runs the agent until shutdown.
 pub fn start(config: crate::config::Config) -> Result<(), RuntimeError> {
     let settings = Settings::from_config(&config);
@@ -266,8 +289,13 @@ pub fn run(settings: Settings, config: crate::config::Config) -> Result<(), Runt
             "MUSTER_FAULT=torn-reads: multi-shard reads may see part of a write (test only)"
         );
     }
+    let fault_panic_on_write = std::env::var("MUSTER_FAULT").is_ok_and(|v| v == "panic-on-write");
+    if fault_panic_on_write {
+        log::warn!("MUSTER_FAULT=panic-on-write: a KV write panics the raft executor (test only)");
+    }
     let control = Arc::new(Control {
         fault_torn_reads,
+        fault_panic_on_write,
         ..Control::default()
     });
     spawn_signal_thread(control.clone())?;
@@ -534,8 +562,16 @@ async fn core_main(
     }
     if id == placement.raft {
         raftcore::shutdown().await;
+        control.raft_stopped.store(true, Ordering::SeqCst);
+    } else {
+        // Writes in flight finish on the shards (or fail) while raft stops: the shard cores
+        // keep serving the apply loop until then.
+        while !control.raft_stopped.load(Ordering::SeqCst) {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
     }
-    // The core context stays installed: jobs still in flight from other cores may run until
-    // this executor stops, and they must find it.
+    // Calls still queued to this executor, or made from now on, fail at once. The core
+    // context stays installed: jobs already running may finish and must find it.
+    core.mesh.stop_receiving();
     result
 }

@@ -517,6 +517,12 @@ where
 
 async fn propose_here(cmd: Command) -> ApiResult<(u64, CommandResult)> {
     let n = node().ok_or(ApiError::NoLeader)?;
+    if core().control.fault_panic_on_write && matches!(cmd, Command::Kv(_)) {
+        panic!(
+            "MUSTER_FAULT=panic-on-write: KV write on raft executor {}",
+            core().id
+        );
+    }
     let started = Instant::now();
     let write = n.server.write(Proposal {
         at_ms: now_ms(),
@@ -676,7 +682,8 @@ pub async fn shutdown() {
             .await
             .is_err()
         {
-            log::warn!("raft did not stop within {SHUTDOWN_TIMEOUT:?}");
+            // A safety net only: openraft stopping fails the writes it holds, so this is a bug.
+            log::error!("raft did not stop within {SHUTDOWN_TIMEOUT:?}");
         }
         if let Some(log) = &n.disk_log {
             if let Err(e) = log.close().await {

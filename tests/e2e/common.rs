@@ -1064,6 +1064,12 @@ impl Server {
         }
     }
 
+    /// Waits for the process to exit on its own, panicking after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let node = self.node.clone();
+        eventually(within, &format!("server {node} to exit"), || self.reap())
+    }
+
     /// What the latest start wrote on stderr (the log, and the final error line).
     pub fn stderr(&self) -> String {
         std::fs::read(self.out_file(self.starts, "err"))

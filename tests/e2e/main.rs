@@ -19,6 +19,7 @@ mod config;
 mod consul_compat;
 mod dns;
 mod durable;
+mod failstop;
 mod health;
 mod kv;
 mod lin;

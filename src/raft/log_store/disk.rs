@@ -36,8 +36,8 @@
 //! opened only at start and once per `segment_bytes` written.)
 //!
 //! State lives in one `Rc<Shared>` on the executor that opened the store: a `RefCell` for the
-//! in-memory index (never borrowed across an `.await`) and a [`LocalMutex`] around the writer,
-//! whose guard is what is held across the disk I/O.
+//! in-memory index (never borrowed across an `.await`) and a `tokio::sync::Mutex` (FIFO; needs
+//! no tokio runtime) around the writer, whose guard is what is held across the disk I/O.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -53,12 +53,11 @@ use nix::fcntl::{flock, FlockArg};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
-use openraft_rt::Mutex as _;
 
 use super::format::{self, HeaderError, MetaState, Record, ScanEnd, SlotError};
 use super::inclusive_range;
-use crate::raft::rt::sync::LocalMutex;
 use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
+use tokio::sync::Mutex;
 
 /// Start a new segment once the current one reaches this size.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -387,7 +386,7 @@ impl Drop for DirLock {
 
 struct Shared {
     state: RefCell<State>,
-    writer: LocalMutex<Writer>,
+    writer: Mutex<Writer>,
     /// See [`DiskLogStore::set_purge_cap`].
     purge_cap: RefCell<Option<PurgeCap>>,
 }
@@ -555,7 +554,7 @@ impl DiskLogStore {
         let store = Self {
             shared: Rc::new(Shared {
                 state: RefCell::new(state),
-                writer: LocalMutex::new(Writer {
+                writer: Mutex::new(Writer {
                     dir,
                     meta_file,
                     lock,
