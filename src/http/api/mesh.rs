@@ -18,7 +18,7 @@ use crate::http::encode::{json_response, HealthOut, ServiceNodeOut};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::request::Method;
 use crate::http::response::Response;
-use crate::runtime::core::{core, Polled, Shards};
+use crate::runtime::core::{core, Polled};
 use crate::runtime::watch::WatchKey;
 
 /// A table's index on one shard.
@@ -34,8 +34,8 @@ pub fn table_index(s: &Shard, t: Table) -> u64 {
     }
 }
 
-/// Like [`super::scatter`], for answers that depend on several tables: the index is the
-/// highest of them, and a blocked query wakes when any of them moves.
+/// [`super::scatter_keys`] over several tables: the index is the highest of them, and a
+/// blocked query wakes when any of them moves.
 pub async fn scatter_tables<T, R, G, M>(
     min: u64,
     tables: &'static [Table],
@@ -48,30 +48,18 @@ where
     M: FnOnce(Vec<T>) -> R,
 {
     let version = move |s: &Shard| tables.iter().map(|t| table_index(s, *t)).max().unwrap_or(0);
-    let sh = Shards::shedding();
-    // One state across shards (the visibility rule), as in `super::scatter`.
-    let parts =
-        muster_shards::coord::read_all(&sh, move |shard| (version(shard), gather(shard))).await?;
-    let versions: Vec<u64> = parts.iter().map(|p| p.0).collect();
-    let idx = versions.iter().copied().max().unwrap_or(0);
-    let r = merge(parts.into_iter().map(|p| p.1).collect());
-    if min == 0 || idx > min {
-        return Ok(Polled::Ready((idx, r)));
-    }
-    let mut waits = Vec::new();
-    for (s, seen) in versions.into_iter().enumerate() {
-        for t in tables {
-            match sh
-                .watch(s, WatchKey::Table(*t), move |shard| version(shard) != seen)
-                .await?
-            {
-                Some(rx) => waits.push(rx),
-                // That shard moved meanwhile: read again at once.
-                None => return Ok(Polled::Wait(Vec::new())),
-            }
-        }
-    }
-    Ok(Polled::Wait(waits))
+    let keys = tables.iter().map(|t| WatchKey::Table(*t)).collect();
+    super::scatter_keys(
+        min,
+        keys,
+        version,
+        move |s| (version(s), gather(s)),
+        |parts: Vec<(u64, T)>| {
+            let idx = parts.iter().map(|p| p.0).max().unwrap_or(0);
+            (idx, merge(parts.into_iter().map(|p| p.1).collect()))
+        },
+    )
+    .await
 }
 
 fn parse_json(text: &Option<String>) -> Option<OwnedValue> {

@@ -197,32 +197,50 @@ where
     G: Fn(&mut Shard) -> T + Send + Sync + Clone + 'static,
     M: FnOnce(Vec<T>) -> (u64, R),
 {
-    {
-        let sh = Shards::shedding();
-        let n = core().placement.nshards();
-        // One state across shards (the visibility rule), so the index is that of a whole state.
-        let (g, v) = (gather.clone(), version.clone());
-        let parts = muster_shards::coord::read_all(&sh, move |shard| (v(shard), g(shard))).await?;
-        let versions: Vec<u64> = parts.iter().map(|p| p.0).collect();
-        let (idx, r) = merge(parts.into_iter().map(|p| p.1).collect());
-        if min == 0 || idx > min {
-            return Ok(Polled::Ready((idx, r)));
-        }
-        let regs = join_all(versions.into_iter().enumerate().map(|(s, seen)| {
+    scatter_keys(min, vec![key], version, gather, merge).await
+}
+
+/// [`scatter`] for answers that depend on several things: a blocked query wakes when any of
+/// `keys` moves on a shard.
+pub async fn scatter_keys<T, R, V, G, M>(
+    min: u64,
+    keys: Vec<WatchKey>,
+    version: V,
+    gather: G,
+    merge: M,
+) -> ApiResult<Polled<(u64, R)>>
+where
+    T: Send + 'static,
+    V: Fn(&Shard) -> u64 + Send + Sync + Clone + 'static,
+    G: Fn(&mut Shard) -> T + Send + Sync + Clone + 'static,
+    M: FnOnce(Vec<T>) -> (u64, R),
+{
+    let sh = Shards::shedding();
+    // One state across shards (the visibility rule), so the index is that of a whole state.
+    let (g, v) = (gather.clone(), version.clone());
+    let parts = muster_shards::coord::read_all(&sh, move |shard| (v(shard), g(shard))).await?;
+    let versions: Vec<u64> = parts.iter().map(|p| p.0).collect();
+    let (idx, r) = merge(parts.into_iter().map(|p| p.1).collect());
+    if min == 0 || idx > min {
+        return Ok(Polled::Ready((idx, r)));
+    }
+    let regs = join_all(versions.into_iter().enumerate().flat_map(|(s, seen)| {
+        let version = version.clone();
+        keys.iter().map(move |key| {
             let v = version.clone();
             sh.watch(s, key.clone(), move |shard| v(shard) != seen)
-        }))
-        .await;
-        let mut waits = Vec::with_capacity(n);
-        for r in regs {
-            match r? {
-                Some(rx) => waits.push(rx),
-                // That shard moved meanwhile: read again at once.
-                None => return Ok(Polled::Wait(Vec::new())),
-            }
+        })
+    }))
+    .await;
+    let mut waits = Vec::with_capacity(regs.len());
+    for r in regs {
+        match r? {
+            Some(rx) => waits.push(rx),
+            // That shard moved meanwhile: read again at once.
+            None => return Ok(Polled::Wait(Vec::new())),
         }
-        Ok(Polled::Wait(waits))
     }
+    Ok(Polled::Wait(waits))
 }
 
 /// Applies `?filter=` to result items, evaluated on each item's JSON as the API returns it.
